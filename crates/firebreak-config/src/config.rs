@@ -1,0 +1,384 @@
+//! The node configuration file, and its validation.
+
+use std::collections::BTreeSet;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::topology::{check_topology, Domains, TopologyError};
+
+/// The TOML file as written by an operator. Every field may also be set by a
+/// flag or an environment variable of `firebreak serve`, which win over the
+/// file. See [`RawConfig::validate`] for the rules.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Name of this member; must appear in `initial_cluster`. Required.
+    pub name: Option<String>,
+    /// Datacenter this member runs in. Required.
+    pub datacenter: Option<String>,
+    /// Room or power compartment (UPS and battery room) within the datacenter.
+    pub room: Option<String>,
+    /// Rack within the room.
+    pub rack: Option<String>,
+    /// Physical host.
+    pub host: Option<String>,
+    /// Directory for the Raft log, snapshots and metadata.
+    /// Default: `<name>.firebreak` in the working directory.
+    pub data_dir: Option<PathBuf>,
+    /// Address for etcd-API clients (gRPC). Default `127.0.0.1:2379`.
+    pub listen_client: Option<String>,
+    /// Address for replication traffic from the other members, kept apart
+    /// from client traffic so it can run on its own network.
+    /// Default `127.0.0.1:2380`.
+    pub listen_peer: Option<String>,
+    /// Start even if the voter set breaks the topology rule (then warn).
+    pub allow_unsafe_topology: Option<bool>,
+    /// Every member of the cluster at its first start.
+    #[serde(default)]
+    pub initial_cluster: Vec<RawMember>,
+    /// Raft timing and log retention.
+    #[serde(default)]
+    pub raft: RawRaft,
+}
+
+/// One member of `initial_cluster`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMember {
+    pub name: String,
+    /// Where the other members reach its peer listener, e.g.
+    /// `http://10.0.1.5:2380` or `10.0.1.5:2380`.
+    pub peer_url: String,
+    /// Where clients reach it, e.g. `http://10.0.1.5:2379`.
+    pub client_url: String,
+    pub datacenter: String,
+    pub room: Option<String>,
+    pub rack: Option<String>,
+    pub host: Option<String>,
+}
+
+/// Raft settings. The defaults suit datacenters a few milliseconds apart.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRaft {
+    /// Interval between leader heartbeats. Default 100 ms.
+    pub heartbeat_interval_ms: Option<u64>,
+    /// A follower that hears no leader for a random time between this and
+    /// twice this starts an election. Default 1000 ms; must be at least
+    /// three heartbeats.
+    pub election_timeout_ms: Option<u64>,
+    /// Take a snapshot (and allow the log before it to be purged) after this
+    /// many entries. Default 10000.
+    pub snapshot_entries: Option<u64>,
+}
+
+/// A validated member of the cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberConfig {
+    pub name: String,
+    /// Stable id derived from the name; the Raft node id and etcd member id.
+    pub id: u64,
+    /// `host:port` of the peer listener.
+    pub peer_addr: String,
+    pub peer_url: String,
+    pub client_url: String,
+    pub domains: Domains,
+}
+
+/// Validated Raft timing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RaftTiming {
+    pub heartbeat_interval: Duration,
+    pub election_timeout: Duration,
+    pub snapshot_entries: u64,
+}
+
+/// A validated node configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub name: String,
+    pub id: u64,
+    pub domains: Domains,
+    pub data_dir: PathBuf,
+    pub listen_client: SocketAddr,
+    pub listen_peer: SocketAddr,
+    pub members: Vec<MemberConfig>,
+    pub raft: RaftTiming,
+    /// The topology problem that `allow_unsafe_topology` let through.
+    pub topology_warning: Option<TopologyError>,
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("invalid config file {path}: {source}")]
+    Parse { path: PathBuf, source: toml::de::Error },
+    #[error("{0} is required")]
+    Missing(&'static str),
+    #[error("invalid {field} {value:?}: {reason}")]
+    Invalid {
+        field: &'static str,
+        value: String,
+        reason: String,
+    },
+    #[error(transparent)]
+    Topology(#[from] TopologyError),
+}
+
+fn invalid(field: &'static str, value: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field,
+        value: value.into(),
+        reason: reason.into(),
+    }
+}
+
+/// The etcd member id of a member name: FNV-1a, never 0.
+pub fn member_id(name: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h.max(1)
+}
+
+/// `host:port` of a URL such as `http://host:port` (or a bare `host:port`).
+pub fn url_host_port(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    rest.trim_end_matches('/')
+}
+
+fn socket_addr(field: &'static str, value: &str) -> Result<SocketAddr, ConfigError> {
+    url_host_port(value)
+        .to_socket_addrs()
+        .map_err(|e| invalid(field, value, e.to_string()))?
+        .next()
+        .ok_or_else(|| invalid(field, value, "resolves to no address"))
+}
+
+fn label(field: &'static str, value: Option<String>) -> Result<Option<String>, ConfigError> {
+    match value {
+        Some(v) if v.trim().is_empty() => Err(invalid(field, v, "must not be empty")),
+        other => Ok(other),
+    }
+}
+
+impl RawConfig {
+    /// Reads a TOML file.
+    pub fn from_file(path: &Path) -> Result<RawConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source,
+        })
+    }
+
+    /// Validates into a [`Config`]. Refuses a voter set that breaks the
+    /// topology rule unless `allow_unsafe_topology` is set.
+    pub fn validate(self) -> Result<Config, ConfigError> {
+        let name = self
+            .name
+            .filter(|n| !n.trim().is_empty())
+            .ok_or(ConfigError::Missing("name"))?;
+        let datacenter = self
+            .datacenter
+            .filter(|d| !d.trim().is_empty())
+            .ok_or(ConfigError::Missing("datacenter"))?;
+        let domains = Domains {
+            datacenter,
+            room: label("room", self.room)?,
+            rack: label("rack", self.rack)?,
+            host: label("host", self.host)?,
+        };
+        let listen_client = socket_addr(
+            "listen_client",
+            self.listen_client.as_deref().unwrap_or("127.0.0.1:2379"),
+        )?;
+        let listen_peer = socket_addr("listen_peer", self.listen_peer.as_deref().unwrap_or("127.0.0.1:2380"))?;
+        if listen_client == listen_peer {
+            return Err(invalid(
+                "listen_peer",
+                listen_peer.to_string(),
+                "must differ from listen_client: replication traffic is kept apart from client traffic",
+            ));
+        }
+
+        let heartbeat = self.raft.heartbeat_interval_ms.unwrap_or(100);
+        let election = self.raft.election_timeout_ms.unwrap_or(1000);
+        if heartbeat == 0 {
+            return Err(invalid("raft.heartbeat_interval_ms", "0", "must be positive"));
+        }
+        if election < 3 * heartbeat {
+            return Err(invalid(
+                "raft.election_timeout_ms",
+                election.to_string(),
+                format!("must be at least 3 heartbeat intervals ({} ms)", 3 * heartbeat),
+            ));
+        }
+        let snapshot_entries = self.raft.snapshot_entries.unwrap_or(10_000);
+        if snapshot_entries == 0 {
+            return Err(invalid("raft.snapshot_entries", "0", "must be positive"));
+        }
+
+        if self.initial_cluster.is_empty() {
+            return Err(ConfigError::Missing("initial_cluster"));
+        }
+        let mut members = Vec::new();
+        let mut names = BTreeSet::new();
+        let mut peers = BTreeSet::new();
+        for m in self.initial_cluster {
+            if m.name.trim().is_empty() {
+                return Err(invalid("initial_cluster.name", m.name, "must not be empty"));
+            }
+            if !names.insert(m.name.clone()) {
+                return Err(invalid("initial_cluster.name", m.name, "appears twice"));
+            }
+            if m.datacenter.trim().is_empty() {
+                return Err(invalid(
+                    "initial_cluster.datacenter",
+                    m.name,
+                    "every member needs a datacenter",
+                ));
+            }
+            let peer_addr = url_host_port(&m.peer_url).to_string();
+            socket_addr("initial_cluster.peer_url", &m.peer_url)?;
+            socket_addr("initial_cluster.client_url", &m.client_url)?;
+            if !peers.insert(peer_addr.clone()) {
+                return Err(invalid("initial_cluster.peer_url", m.peer_url, "appears twice"));
+            }
+            members.push(MemberConfig {
+                id: member_id(&m.name),
+                name: m.name,
+                peer_addr,
+                peer_url: m.peer_url,
+                client_url: m.client_url,
+                domains: Domains {
+                    datacenter: m.datacenter,
+                    room: label("initial_cluster.room", m.room)?,
+                    rack: label("initial_cluster.rack", m.rack)?,
+                    host: label("initial_cluster.host", m.host)?,
+                },
+            });
+        }
+        let me = members
+            .iter()
+            .find(|m| m.name == name)
+            .ok_or_else(|| invalid("name", &name, "is not a member of initial_cluster"))?;
+        if me.domains != domains {
+            return Err(invalid(
+                "datacenter",
+                &domains.datacenter,
+                format!(
+                    "this member's failure domains differ from its initial_cluster entry ({:?})",
+                    me.domains
+                ),
+            ));
+        }
+        let ids: BTreeSet<u64> = members.iter().map(|m| m.id).collect();
+        if ids.len() != members.len() {
+            return Err(invalid(
+                "initial_cluster.name",
+                "",
+                "two member names hash to the same id",
+            ));
+        }
+
+        let topology = check_topology(members.iter().map(|m| (m.name.as_str(), &m.domains)));
+        let topology_warning = match topology {
+            Ok(()) => None,
+            Err(e) if self.allow_unsafe_topology.unwrap_or(false) => Some(e),
+            Err(e) => return Err(e.into()),
+        };
+
+        Ok(Config {
+            id: member_id(&name),
+            data_dir: self
+                .data_dir
+                .unwrap_or_else(|| PathBuf::from(format!("{name}.firebreak"))),
+            name,
+            domains,
+            listen_client,
+            listen_peer,
+            members,
+            raft: RaftTiming {
+                heartbeat_interval: Duration::from_millis(heartbeat),
+                election_timeout: Duration::from_millis(election),
+                snapshot_entries,
+            },
+            topology_warning,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn three() -> RawConfig {
+        let text = r#"
+            name = "a"
+            datacenter = "dc1"
+            listen_client = "127.0.0.1:2379"
+            listen_peer = "127.0.0.1:2380"
+            [[initial_cluster]]
+            name = "a"
+            peer_url = "http://127.0.0.1:2380"
+            client_url = "http://127.0.0.1:2379"
+            datacenter = "dc1"
+            [[initial_cluster]]
+            name = "b"
+            peer_url = "http://127.0.0.1:22380"
+            client_url = "http://127.0.0.1:22379"
+            datacenter = "dc2"
+            [[initial_cluster]]
+            name = "c"
+            peer_url = "http://127.0.0.1:32380"
+            client_url = "http://127.0.0.1:32379"
+            datacenter = "dc3"
+        "#;
+        toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn a_three_datacenter_config_validates_with_defaults() {
+        let c = three().validate().unwrap();
+        assert_eq!(c.members.len(), 3);
+        assert_eq!(c.raft.heartbeat_interval, Duration::from_millis(100));
+        assert_eq!(c.members[1].peer_addr, "127.0.0.1:22380");
+        assert!(c.topology_warning.is_none());
+    }
+
+    #[test]
+    fn unsafe_topology_is_refused_unless_allowed() {
+        let mut raw = three();
+        raw.initial_cluster[2].datacenter = "dc2".into();
+        let err = raw.clone().validate().unwrap_err();
+        assert!(err.to_string().contains("span only 2 datacenter"), "{err}");
+        raw.allow_unsafe_topology = Some(true);
+        assert!(raw.validate().unwrap().topology_warning.is_some());
+    }
+
+    #[test]
+    fn bad_input_is_named() {
+        let mut raw = three();
+        raw.datacenter = None;
+        assert_eq!(raw.validate().unwrap_err().to_string(), "datacenter is required");
+        let mut raw = three();
+        raw.listen_peer = raw.listen_client.clone();
+        assert!(raw.validate().unwrap_err().to_string().contains("listen_peer"));
+        let mut raw = three();
+        raw.raft.election_timeout_ms = Some(150);
+        assert!(raw.validate().unwrap_err().to_string().contains("election_timeout_ms"));
+        let unknown: Result<RawConfig, _> = toml::from_str("nmae = \"x\"");
+        assert!(unknown.is_err());
+    }
+}

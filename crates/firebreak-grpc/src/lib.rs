@@ -1,0 +1,50 @@
+//! The etcd v3 gRPC API of Firebreak.
+//!
+//! Protocol code only: each service method decodes the protobuf message
+//! into `firebreak-mvcc`'s plain types ([`convert`]), calls the
+//! [`Node`](firebreak_raft::Node), and encodes the answer. Every error
+//! reaches the wire through one function, [`status::to_status`].
+//!
+//! The generated server traits and messages come from the `etcd-client`
+//! crate's `build-server` feature.
+
+pub mod cluster;
+pub mod convert;
+pub mod kv;
+pub mod maintenance;
+pub mod status;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use etcd_client::proto::{PbClusterServer, PbKvServer, PbMaintenanceServer};
+use firebreak_raft::Node;
+
+/// etcd's gRPC receive limit: the request limit plus 512 KiB of overhead.
+/// Requests are let through tonic up to a larger size so that the
+/// handlers can refuse them with etcd's own messages.
+pub const GRPC_MAX_RECV_BYTES: usize = firebreak_mvcc::MAX_REQUEST_BYTES + 512 * 1024;
+
+/// What tonic lets through before the handlers look at a request.
+const TONIC_DECODE_LIMIT: usize = 64 << 20;
+
+/// Serves the etcd API on `listener` until `shutdown` completes.
+pub async fn serve(
+    node: Arc<Node>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error> {
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(PbKvServer::new(kv::KvService::new(node.clone())).max_decoding_message_size(TONIC_DECODE_LIMIT))
+        .add_service(PbClusterServer::new(cluster::ClusterService::new(node.clone())))
+        .add_service(PbMaintenanceServer::new(maintenance::MaintenanceService::new(node)))
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
+}
+
+/// The address a listener is bound to, for logs.
+pub fn local_addr(listener: &tokio::net::TcpListener) -> Option<SocketAddr> {
+    listener.local_addr().ok()
+}

@@ -1,0 +1,39 @@
+//! The one mapping from Firebreak's errors to gRPC statuses.
+//!
+//! Codes and messages are etcd's (its `rpctypes`), since clients match on
+//! them: etcd client libraries retry `Unavailable`, and etcdctl prints the
+//! message.
+
+use firebreak_mvcc::error::ErrorClass;
+use firebreak_mvcc::KvError;
+use firebreak_raft::NodeError;
+use tonic::{Code, Status};
+
+/// Maps any node error to the status etcd would answer with.
+pub fn to_status(err: NodeError) -> Status {
+    match err {
+        NodeError::Request(e) => kv_status(&e),
+        NodeError::Unavailable(u) => Status::new(Code::Unavailable, u.to_string()),
+        NodeError::Stopped(_) => Status::new(Code::Unavailable, "etcdserver: server stopped"),
+    }
+}
+
+fn kv_status(e: &KvError) -> Status {
+    let code = match e.class() {
+        ErrorClass::InvalidArgument => Code::InvalidArgument,
+        ErrorClass::NotFound => Code::NotFound,
+        ErrorClass::OutOfRange => Code::OutOfRange,
+    };
+    Status::new(code, e.to_string())
+}
+
+/// A request larger than gRPC's receive limit, as grpc-go words it.
+pub fn too_large_for_grpc(len: usize) -> Status {
+    Status::new(
+        Code::ResourceExhausted,
+        format!(
+            "grpc: received message larger than max ({len} vs. {})",
+            crate::GRPC_MAX_RECV_BYTES
+        ),
+    )
+}

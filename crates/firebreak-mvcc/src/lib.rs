@@ -1,0 +1,34 @@
+//! Firebreak's multi-version key-value state, with etcd v3's semantics.
+//!
+//! This crate owns everything a client can observe about keys and revisions:
+//! one global revision per write request, `create_revision`, `mod_revision`
+//! and `version` per key, range reads at past revisions, transactions with
+//! compares and nested branches, and compaction. It knows nothing of gRPC,
+//! Raft or disks: the replication layer feeds it committed [`WriteCommand`]s
+//! in log order and serves reads from it; the protocol layer converts wire
+//! messages into the plain types of [`types`].
+//!
+//! Key types:
+//! - [`Store`]: the state itself (a B-tree of keys, each with its history of
+//!   revisions), applied to by [`Store::apply`] and read by [`Store::range`]
+//!   and [`Store::txn_read`].
+//! - [`WriteCommand`] / [`WriteResponse`]: what travels through the Raft log
+//!   and back to the client.
+//! - [`KvError`]: the errors a client sees, each mapped to etcd's message.
+//! - [`validate`]: the checks etcd makes before it proposes a request.
+
+pub mod error;
+pub mod store;
+mod txn;
+pub mod types;
+pub mod validate;
+
+pub use error::KvError;
+pub use store::{Store, StoreStats};
+pub use types::*;
+
+/// etcd's default limit on the encoded size of one write request (1.5 MiB).
+pub const MAX_REQUEST_BYTES: usize = 1536 * 1024;
+
+/// etcd's default limit on the number of operations in one txn branch.
+pub const MAX_TXN_OPS: usize = 128;

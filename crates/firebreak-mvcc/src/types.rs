@@ -1,0 +1,221 @@
+//! Plain request and response types for the key-value API.
+//!
+//! They mirror the fields of etcd's `etcdserverpb` messages that carry
+//! meaning, without any wire encoding. Response revisions are the
+//! `header.revision` etcd would send; the protocol layer adds the rest of
+//! the header (cluster, member, term).
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+/// One version of one key, as returned to clients.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct KeyValue {
+    pub key: Bytes,
+    /// Revision of the put that created this generation of the key.
+    pub create_revision: i64,
+    /// Revision of the last write to the key.
+    pub mod_revision: i64,
+    /// Number of puts since the key was (re)created; 1 on creation.
+    pub version: i64,
+    pub value: Bytes,
+    /// Lease the key is attached to, 0 for none.
+    pub lease: i64,
+}
+
+/// Order of a range result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum SortOrder {
+    #[default]
+    None,
+    Ascend,
+    Descend,
+}
+
+/// Field a range result is sorted by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum SortTarget {
+    #[default]
+    Key,
+    Version,
+    Create,
+    Mod,
+    Value,
+}
+
+/// A read of one key or a range of keys.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct RangeRequest {
+    pub key: Bytes,
+    /// Empty: only `key`. `"\0"`: every key from `key` on. Otherwise the
+    /// exclusive end of the range.
+    pub range_end: Bytes,
+    /// At most this many keys; 0 for no limit.
+    pub limit: i64,
+    /// Read at this revision; 0 or less for the current one.
+    pub revision: i64,
+    pub sort_order: SortOrder,
+    pub sort_target: SortTarget,
+    /// Served from the local replica without a quorum check.
+    pub serializable: bool,
+    pub keys_only: bool,
+    pub count_only: bool,
+    pub min_mod_revision: i64,
+    pub max_mod_revision: i64,
+    pub min_create_revision: i64,
+    pub max_create_revision: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct RangeResponse {
+    pub revision: i64,
+    pub kvs: Vec<KeyValue>,
+    /// More keys matched than `limit` allowed to return.
+    pub more: bool,
+    /// Number of keys in the range at the read revision.
+    pub count: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct PutRequest {
+    pub key: Bytes,
+    pub value: Bytes,
+    pub lease: i64,
+    pub prev_kv: bool,
+    /// Keep the current value (the key must exist).
+    pub ignore_value: bool,
+    /// Keep the current lease (the key must exist).
+    pub ignore_lease: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct PutResponse {
+    pub revision: i64,
+    pub prev_kv: Option<KeyValue>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct DeleteRangeRequest {
+    pub key: Bytes,
+    /// Same meaning as [`RangeRequest::range_end`].
+    pub range_end: Bytes,
+    pub prev_kv: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct DeleteRangeResponse {
+    pub revision: i64,
+    pub deleted: i64,
+    pub prev_kvs: Vec<KeyValue>,
+}
+
+/// How a compare's left side (the key's field) relates to its operand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CompareResult {
+    Equal,
+    Greater,
+    Less,
+    NotEqual,
+}
+
+/// The field a compare looks at, with the operand to compare it against.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CompareTarget {
+    Version(i64),
+    Create(i64),
+    Mod(i64),
+    Value(Bytes),
+    Lease(i64),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Compare {
+    pub key: Bytes,
+    /// Compare every key of this range (same form as a range read).
+    pub range_end: Bytes,
+    pub result: CompareResult,
+    pub target: CompareTarget,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RequestOp {
+    Range(RangeRequest),
+    Put(PutRequest),
+    DeleteRange(DeleteRangeRequest),
+    Txn(TxnRequest),
+    /// A request op with no request in it; refused by validation.
+    Empty,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct TxnRequest {
+    pub compare: Vec<Compare>,
+    pub success: Vec<RequestOp>,
+    pub failure: Vec<RequestOp>,
+}
+
+impl TxnRequest {
+    /// True when neither branch holds anything but range reads; such a txn
+    /// needs no log entry (etcd serves it as a read).
+    pub fn is_read_only(&self) -> bool {
+        self.success
+            .iter()
+            .chain(&self.failure)
+            .all(|op| matches!(op, RequestOp::Range(_)))
+    }
+
+    /// True when every read in it is serializable (and it is read-only).
+    pub fn is_serializable(&self) -> bool {
+        self.success
+            .iter()
+            .chain(&self.failure)
+            .all(|op| matches!(op, RequestOp::Range(r) if r.serializable))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ResponseOp {
+    Range(RangeResponse),
+    Put(PutResponse),
+    DeleteRange(DeleteRangeResponse),
+    Txn(TxnResponse),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct TxnResponse {
+    /// Revision after the txn. Nested txn responses carry 0, as etcd's do.
+    pub revision: i64,
+    pub succeeded: bool,
+    pub responses: Vec<ResponseOp>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct CompactRequest {
+    pub revision: i64,
+    /// Wait until the compaction is physically done; compaction here is
+    /// always complete when it is applied.
+    pub physical: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct CompactResponse {
+    pub revision: i64,
+}
+
+/// A request that changes state and so travels through the Raft log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WriteCommand {
+    Put(PutRequest),
+    DeleteRange(DeleteRangeRequest),
+    Txn(TxnRequest),
+    Compact(CompactRequest),
+}
+
+/// The answer to a [`WriteCommand`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WriteResponse {
+    Put(PutResponse),
+    DeleteRange(DeleteRangeResponse),
+    Txn(TxnResponse),
+    Compact(CompactResponse),
+}

@@ -1,0 +1,27 @@
+//! Replication for Firebreak: one Raft group (openraft) whose state machine
+//! is the MVCC store of `firebreak-mvcc`.
+//!
+//! - [`Node`] is what the protocol layer calls: writes go through the Raft
+//!   log (forwarded to the leader from any member), linearizable reads wait
+//!   for a read index confirmed by a quorum, serializable reads are local.
+//! - [`log_store`] keeps the Raft log durable in redb, with group commit.
+//! - [`state_machine`] applies committed entries to the store and keeps
+//!   durable snapshots of it.
+//! - [`transport`] and [`network`] carry Raft and forwarded requests
+//!   between the peer listeners.
+
+// openraft's `StorageError` is the error type of its storage seam; it is
+// large, but boxing it here would only move the allocation around.
+#![allow(clippy::result_large_err)]
+
+pub mod error;
+pub mod log_store;
+pub mod network;
+mod node;
+pub mod state_machine;
+pub mod transport;
+pub mod types;
+
+pub use error::{NodeError, Unavailable};
+pub use node::{Header, MemberInfo, Node, NodeStatus};
+pub use types::{Member, NodeId};

@@ -1,0 +1,454 @@
+//! A running member: Raft, the replica, the peer listener, and the request
+//! paths the protocol layer calls.
+//!
+//! # Correctness
+//! - A write is answered only after openraft applied it, which happens only
+//!   once it is committed: on a quorum of logs, each fsynced.
+//! - A write is retried (locally or at the leader) only when it certainly
+//!   was not appended: openraft refused it as a non-leader, or the leader's
+//!   connection could not even be made. Any other failure is reported as
+//!   unavailable, with an unknown outcome, exactly like etcd's timeouts.
+//! - A linearizable read first obtains a read index from the current leader
+//!   (which confirms its leadership with a quorum after the read arrived),
+//!   then waits until this replica has applied up to it. A node that cannot
+//!   reach a leader with a quorum never answers a linearizable read.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use firebreak_config::Config;
+use firebreak_mvcc::validate;
+use firebreak_mvcc::{
+    CompactRequest, CompactResponse, DeleteRangeRequest, DeleteRangeResponse, KvError, PutRequest, PutResponse,
+    RangeRequest, RangeResponse, TxnRequest, TxnResponse, WriteCommand, WriteResponse,
+};
+use openraft::error::{CheckIsLeaderError, ClientWriteError, InitializeError, RaftError};
+use openraft::{ServerState, SnapshotPolicy};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::error::{NodeError, Unavailable};
+use crate::log_store::LogStore;
+use crate::network::Network;
+use crate::state_machine::{SharedReplica, StateMachine};
+use crate::transport::{read_frame, write_frame, ForwardError, PeerError, PeerRequest, PeerResponse, Peers};
+use crate::types::{Member, NodeId, Raft};
+
+/// How long to wait between attempts while no leader is known.
+const RETRY_PAUSE: Duration = Duration::from_millis(20);
+
+/// The header fields etcd puts in every response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    pub cluster_id: u64,
+    pub member_id: u64,
+    pub revision: i64,
+    pub raft_term: u64,
+}
+
+/// A member as `Cluster.MemberList` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberInfo {
+    pub id: u64,
+    pub member: Member,
+    pub is_learner: bool,
+}
+
+/// What `Maintenance.Status` reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeStatus {
+    pub header: Header,
+    pub leader: Option<u64>,
+    pub raft_index: u64,
+    pub raft_applied_index: u64,
+    pub db_size: i64,
+    pub db_size_in_use: i64,
+    pub is_learner: bool,
+}
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("storage: {0}")]
+    Storage(#[from] crate::types::StorageError),
+    #[error("cannot listen for peers on {addr}: {source}")]
+    Listen { addr: String, source: std::io::Error },
+    #[error("raft: {0}")]
+    Raft(String),
+}
+
+/// One running member.
+pub struct Node {
+    id: NodeId,
+    cluster_id: u64,
+    raft: Raft,
+    replica: SharedReplica,
+    peers: Arc<Peers>,
+    /// How long a request may wait for a leader, a commit or a read index.
+    request_timeout: Duration,
+    peer_server: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// The cluster id: a hash of the initial members' ids, the same on every
+/// member.
+fn cluster_id(ids: impl IntoIterator<Item = u64>) -> u64 {
+    let ids: BTreeSet<u64> = ids.into_iter().collect();
+    let text: Vec<String> = ids.iter().map(|id| format!("{id:x}")).collect();
+    firebreak_config::member_id(&text.join(","))
+}
+
+enum Proposal {
+    Done(Result<WriteResponse, KvError>),
+    /// Not appended here; the leader if one is known.
+    NotLeader(Option<(NodeId, Member)>),
+}
+
+impl Node {
+    /// Opens storage, starts Raft and the peer listener, and on a first
+    /// start initializes the cluster from the configured members.
+    pub async fn start(config: &Config) -> Result<Arc<Node>, StartError> {
+        let log = LogStore::open(&config.data_dir.join("raft"))?;
+        let sm = StateMachine::open(&config.data_dir.join("snapshot"))?;
+        let replica = sm.replica();
+        let peers = Arc::new(Peers::default());
+
+        let timing = config.raft;
+        let election_ms = timing.election_timeout.as_millis() as u64;
+        let raft_config = openraft::Config {
+            cluster_name: "firebreak".into(),
+            heartbeat_interval: timing.heartbeat_interval.as_millis() as u64,
+            election_timeout_min: election_ms,
+            election_timeout_max: election_ms * 2,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(timing.snapshot_entries),
+            max_in_snapshot_log_to_keep: timing.snapshot_entries.min(1000),
+            install_snapshot_timeout: 10_000,
+            max_payload_entries: 1024,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| StartError::Raft(e.to_string()))?;
+
+        let listener = TcpListener::bind(config.listen_peer)
+            .await
+            .map_err(|source| StartError::Listen {
+                addr: config.listen_peer.to_string(),
+                source,
+            })?;
+
+        let network = Network { peers: peers.clone() };
+        let raft = Raft::new(config.id, Arc::new(raft_config), network, log, sm)
+            .await
+            .map_err(|e| StartError::Raft(e.to_string()))?;
+
+        if !raft
+            .is_initialized()
+            .await
+            .map_err(|e| StartError::Raft(e.to_string()))?
+        {
+            let members: BTreeMap<NodeId, Member> = config
+                .members
+                .iter()
+                .map(|m| {
+                    let member = Member {
+                        name: m.name.clone(),
+                        peer_addr: m.peer_addr.clone(),
+                        peer_url: m.peer_url.clone(),
+                        client_url: m.client_url.clone(),
+                        domains: m.domains.clone(),
+                    };
+                    (m.id, member)
+                })
+                .collect();
+            match raft.initialize(members).await {
+                Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
+                Err(e) => return Err(StartError::Raft(e.to_string())),
+            }
+        }
+
+        let node = Arc::new(Node {
+            id: config.id,
+            cluster_id: cluster_id(config.members.iter().map(|m| m.id)),
+            raft,
+            replica,
+            peers,
+            request_timeout: Duration::from_secs(5) + timing.election_timeout * 2,
+            peer_server: Mutex::new(None),
+        });
+        let server = tokio::spawn(serve_peers(listener, Arc::downgrade(&node)));
+        *node.peer_server.lock().expect("peer server lock") = Some(server);
+        Ok(node)
+    }
+
+    /// Stops the peer listener and Raft.
+    pub async fn shutdown(&self) {
+        if let Some(server) = self.peer_server.lock().expect("peer server lock").take() {
+            server.abort();
+        }
+        let _ = self.raft.shutdown().await;
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// The openraft handle, for metrics and tests.
+    pub fn raft(&self) -> &Raft {
+        &self.raft
+    }
+
+    /// A response header at `revision`.
+    pub fn header(&self, revision: i64) -> Header {
+        Header {
+            cluster_id: self.cluster_id,
+            member_id: self.id,
+            revision,
+            raft_term: self.raft.metrics().borrow().current_term,
+        }
+    }
+
+    /// A header at the current revision of this replica.
+    pub fn current_header(&self) -> Header {
+        let revision = self.replica.read().expect("replica lock").store.current_revision();
+        self.header(revision)
+    }
+
+    pub async fn put(&self, req: PutRequest) -> Result<PutResponse, NodeError> {
+        validate::check_put(&req)?;
+        match self.write(WriteCommand::Put(req)).await? {
+            WriteResponse::Put(r) => Ok(r),
+            other => unreachable!("a put answered with {other:?}"),
+        }
+    }
+
+    pub async fn delete_range(&self, req: DeleteRangeRequest) -> Result<DeleteRangeResponse, NodeError> {
+        validate::check_delete(&req)?;
+        match self.write(WriteCommand::DeleteRange(req)).await? {
+            WriteResponse::DeleteRange(r) => Ok(r),
+            other => unreachable!("a delete answered with {other:?}"),
+        }
+    }
+
+    pub async fn txn(&self, req: TxnRequest) -> Result<TxnResponse, NodeError> {
+        validate::check_txn(&req)?;
+        if req.is_read_only() {
+            if !req.is_serializable() {
+                self.read_barrier().await?;
+            }
+            let replica = self.replica.read().expect("replica lock");
+            return Ok(replica.store.txn_read(&req)?);
+        }
+        match self.write(WriteCommand::Txn(req)).await? {
+            WriteResponse::Txn(r) => Ok(r),
+            other => unreachable!("a txn answered with {other:?}"),
+        }
+    }
+
+    pub async fn compact(&self, req: CompactRequest) -> Result<CompactResponse, NodeError> {
+        match self.write(WriteCommand::Compact(req)).await? {
+            WriteResponse::Compact(r) => Ok(r),
+            other => unreachable!("a compaction answered with {other:?}"),
+        }
+    }
+
+    pub async fn range(&self, req: RangeRequest) -> Result<RangeResponse, NodeError> {
+        validate::check_range(&req)?;
+        if !req.serializable {
+            self.read_barrier().await?;
+        }
+        let replica = self.replica.read().expect("replica lock");
+        Ok(replica.store.range(&req)?)
+    }
+
+    /// Runs a write through the log, forwarding it to the leader if this
+    /// node is not the leader.
+    pub async fn write(&self, cmd: WriteCommand) -> Result<WriteResponse, NodeError> {
+        let deadline = Instant::now() + self.request_timeout;
+        loop {
+            let leader = match self.propose(cmd.clone(), deadline).await? {
+                Proposal::Done(result) => return Ok(result?),
+                Proposal::NotLeader(leader) => leader,
+            };
+            if let Some((id, member)) = leader.filter(|(id, _)| *id != self.id) {
+                let client = self.peers.get(id, &member.peer_addr);
+                let remaining = deadline.saturating_duration_since(Instant::now());
+                match client.call(&PeerRequest::Write(cmd.clone()), remaining).await {
+                    Ok(PeerResponse::Write(Ok(result))) => return Ok(result?),
+                    Ok(PeerResponse::Write(Err(ForwardError::NotLeader))) => {}
+                    Ok(PeerResponse::Write(Err(ForwardError::Unavailable(_)))) => {
+                        return Err(Unavailable::Timeout.into())
+                    }
+                    Ok(other) => return Err(NodeError::Stopped(format!("unexpected peer response {other:?}"))),
+                    Err(PeerError::Connect { .. }) => {}
+                    Err(_) => return Err(Unavailable::Timeout.into()),
+                }
+            }
+            if Instant::now() + RETRY_PAUSE >= deadline {
+                return Err(Unavailable::NoLeader.into());
+            }
+            tokio::time::sleep(RETRY_PAUSE).await;
+        }
+    }
+
+    /// Proposes `cmd` to the local Raft and waits for its result.
+    async fn propose(&self, cmd: WriteCommand, deadline: Instant) -> Result<Proposal, NodeError> {
+        match tokio::time::timeout_at(deadline, self.raft.client_write(cmd)).await {
+            Err(_) => Err(Unavailable::Timeout.into()),
+            Ok(Ok(resp)) => Ok(Proposal::Done(
+                resp.data.0.expect("a command entry is applied with a result"),
+            )),
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
+                Ok(Proposal::NotLeader(f.leader_id.zip(f.leader_node)))
+            }
+            Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e)))) => {
+                Err(NodeError::Stopped(format!("unexpected membership error: {e}")))
+            }
+            Ok(Err(RaftError::Fatal(f))) => Err(NodeError::Stopped(f.to_string())),
+        }
+    }
+
+    /// A write forwarded by another member: run it here if this node leads.
+    async fn forwarded_write(&self, cmd: WriteCommand) -> Result<Result<WriteResponse, KvError>, ForwardError> {
+        let deadline = Instant::now() + self.request_timeout;
+        match self.propose(cmd, deadline).await {
+            Ok(Proposal::Done(result)) => Ok(result),
+            Ok(Proposal::NotLeader(_)) => Err(ForwardError::NotLeader),
+            Err(e) => Err(ForwardError::Unavailable(e.to_string())),
+        }
+    }
+
+    /// The read index, if this node is the leader and a quorum confirms it.
+    async fn leader_read_index(&self) -> Result<u64, ForwardError> {
+        let deadline = Instant::now() + self.request_timeout;
+        match tokio::time::timeout_at(deadline, self.raft.get_read_log_id()).await {
+            Ok(Ok((read, _))) => Ok(read.map_or(0, |l| l.index)),
+            Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_)))) => Err(ForwardError::NotLeader),
+            Ok(Err(e)) => Err(ForwardError::Unavailable(e.to_string())),
+            Err(_) => Err(ForwardError::Unavailable("read index timed out".into())),
+        }
+    }
+
+    /// Waits until this replica may serve a linearizable read.
+    pub async fn read_barrier(&self) -> Result<(), NodeError> {
+        let deadline = Instant::now() + self.request_timeout;
+        loop {
+            if let Some(index) = self.read_index_once(deadline).await? {
+                let remaining = deadline.saturating_duration_since(Instant::now());
+                return self
+                    .raft
+                    .wait(Some(remaining))
+                    .applied_index_at_least(Some(index), "read index")
+                    .await
+                    .map(|_| ())
+                    .map_err(|_| Unavailable::Timeout.into());
+            }
+            if Instant::now() + RETRY_PAUSE >= deadline {
+                return Err(Unavailable::NoLeader.into());
+            }
+            tokio::time::sleep(RETRY_PAUSE).await;
+        }
+    }
+
+    /// One attempt at a read index, locally or from the leader. `None`:
+    /// no leader could confirm one yet (reads are safe to retry).
+    async fn read_index_once(&self, deadline: Instant) -> Result<Option<u64>, NodeError> {
+        let attempt = tokio::time::timeout_at(deadline, self.raft.get_read_log_id()).await;
+        let leader = match attempt {
+            Err(_) => return Err(Unavailable::Timeout.into()),
+            Ok(Ok((read, _))) => return Ok(Some(read.map_or(0, |l| l.index))),
+            Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => f.leader_id.zip(f.leader_node),
+            Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_)))) => None,
+            Ok(Err(RaftError::Fatal(f))) => return Err(NodeError::Stopped(f.to_string())),
+        };
+        let Some((id, member)) = leader.filter(|(id, _)| *id != self.id) else {
+            return Ok(None);
+        };
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        match self
+            .peers
+            .get(id, &member.peer_addr)
+            .call(&PeerRequest::ReadIndex, remaining)
+            .await
+        {
+            Ok(PeerResponse::ReadIndex(Ok(index))) => Ok(Some(index)),
+            _ => Ok(None),
+        }
+    }
+
+    /// The members, voters first.
+    pub fn members(&self) -> Vec<MemberInfo> {
+        let metrics = self.raft.metrics().borrow().clone();
+        let membership = metrics.membership_config.membership();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let mut out: Vec<MemberInfo> = membership
+            .nodes()
+            .map(|(id, member)| MemberInfo {
+                id: *id,
+                member: member.clone(),
+                is_learner: !voters.contains(id),
+            })
+            .collect();
+        out.sort_by_key(|m| (m.is_learner, m.member.name.clone()));
+        out
+    }
+
+    pub fn status(&self) -> NodeStatus {
+        let metrics = self.raft.metrics().borrow().clone();
+        let (revision, bytes) = {
+            let replica = self.replica.read().expect("replica lock");
+            (replica.store.current_revision(), replica.store.stats().bytes as i64)
+        };
+        NodeStatus {
+            header: Header {
+                cluster_id: self.cluster_id,
+                member_id: self.id,
+                revision,
+                raft_term: metrics.current_term,
+            },
+            leader: metrics.current_leader,
+            raft_index: metrics.last_log_index.unwrap_or(0),
+            raft_applied_index: metrics.last_applied.map_or(0, |l| l.index),
+            db_size: bytes,
+            db_size_in_use: bytes,
+            is_learner: metrics.state == ServerState::Learner,
+        }
+    }
+}
+
+/// Accepts peer connections until the node is dropped.
+async fn serve_peers(listener: TcpListener, node: std::sync::Weak<Node>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let Some(node) = node.upgrade() else { return };
+        tokio::spawn(serve_peer_connection(stream, Arc::downgrade(&node)));
+    }
+}
+
+async fn serve_peer_connection(mut stream: TcpStream, node: std::sync::Weak<Node>) {
+    let _ = stream.set_nodelay(true);
+    loop {
+        let req = match read_frame::<PeerRequest>(&mut stream).await {
+            Ok(req) => req,
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return,
+            Err(e) => {
+                tracing::warn!(error = %e, peer = ?stream.peer_addr().ok(), "dropping a peer connection");
+                return;
+            }
+        };
+        let Some(node) = node.upgrade() else { return };
+        let resp = match req {
+            PeerRequest::AppendEntries(r) => PeerResponse::AppendEntries(node.raft.append_entries(r).await),
+            PeerRequest::Vote(r) => PeerResponse::Vote(node.raft.vote(r).await),
+            PeerRequest::InstallSnapshot(r) => PeerResponse::InstallSnapshot(node.raft.install_snapshot(r).await),
+            PeerRequest::Write(cmd) => PeerResponse::Write(node.forwarded_write(cmd).await),
+            PeerRequest::ReadIndex => PeerResponse::ReadIndex(node.leader_read_index().await),
+        };
+        drop(node);
+        if write_frame(&mut stream, &resp).await.is_err() {
+            return;
+        }
+    }
+}
