@@ -23,7 +23,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run one member of a cluster.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Run a local cluster of three datacenters (dc1, dc2, dc3), one process per member.
     Up(up::UpArgs),
 }
@@ -41,7 +41,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_tracing();
     let result = match cli.command {
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => serve::run(*args),
         Command::Up(args) => up::run(args),
     };
     match result {

@@ -1,0 +1,254 @@
+//! A test cluster: real `firebreak serve` processes on loopback, each with
+//! its own config file and data directory, stopped when dropped (also when
+//! the test fails).
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use etcd_client::{Client, ConnectOptions};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_firebreak");
+
+/// Settings of a test cluster.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub members: usize,
+    pub heartbeat_ms: u64,
+    pub election_ms: u64,
+    pub snapshot_entries: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            members: 3,
+            heartbeat_ms: 50,
+            election_ms: 500,
+            snapshot_entries: 10_000,
+        }
+    }
+}
+
+pub struct Member {
+    pub name: String,
+    pub datacenter: String,
+    pub client_port: u16,
+    pub peer_port: u16,
+    pub config: PathBuf,
+    pub log: PathBuf,
+    pub data_dir: PathBuf,
+    process: Option<Child>,
+}
+
+impl Member {
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client_port)
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(|p| p.id())
+    }
+}
+
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub members: Vec<Member>,
+}
+
+/// A port nobody listens on right now, and not handed out before by this
+/// process (the kernel may offer a just-released port again).
+pub fn free_port() -> u16 {
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut given = GIVEN.lock().unwrap();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
+}
+
+fn write_config(member: &Member, all: &[(String, String, u16, u16)], opts: &Options) {
+    let mut text = format!(
+        "name = \"{}\"\ndatacenter = \"{}\"\ndata_dir = \"{}\"\nlisten_client = \"127.0.0.1:{}\"\nlisten_peer = \"127.0.0.1:{}\"\n\n[raft]\nheartbeat_interval_ms = {}\nelection_timeout_ms = {}\nsnapshot_entries = {}\n",
+        member.name,
+        member.datacenter,
+        member.data_dir.display(),
+        member.client_port,
+        member.peer_port,
+        opts.heartbeat_ms,
+        opts.election_ms,
+        opts.snapshot_entries,
+    );
+    for (name, dc, client, peer) in all {
+        text.push_str(&format!(
+            "\n[[initial_cluster]]\nname = \"{name}\"\npeer_url = \"http://127.0.0.1:{peer}\"\nclient_url = \"http://127.0.0.1:{client}\"\ndatacenter = \"{dc}\"\n"
+        ));
+    }
+    std::fs::write(&member.config, text).unwrap();
+}
+
+fn spawn(config: &Path, log: &Path) -> Child {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+    Command::new(BIN)
+        .arg("serve")
+        .arg("--config")
+        .arg(config)
+        .env("FIREBREAK_LOG", "info,openraft=warn")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("start firebreak serve")
+}
+
+impl Cluster {
+    /// Starts `opts.members` members, spread round-robin over dc1..dc3,
+    /// and waits until a write succeeds.
+    pub async fn start(opts: Options) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let specs: Vec<(String, String, u16, u16)> = (0..opts.members)
+            .map(|i| {
+                (
+                    format!("m{}", i + 1),
+                    format!("dc{}", i % 3 + 1),
+                    free_port(),
+                    free_port(),
+                )
+            })
+            .collect();
+        let mut members = Vec::new();
+        for (name, dc, client, peer) in &specs {
+            let member = Member {
+                name: name.clone(),
+                datacenter: dc.clone(),
+                client_port: *client,
+                peer_port: *peer,
+                config: dir.path().join(format!("{name}.toml")),
+                log: dir.path().join(format!("{name}.log")),
+                data_dir: dir.path().join(name),
+                process: None,
+            };
+            write_config(&member, &specs, &opts);
+            members.push(member);
+        }
+        let mut cluster = Cluster { dir, members };
+        for i in 0..cluster.members.len() {
+            cluster.start_member(i);
+        }
+        cluster.wait_writable(Duration::from_secs(30)).await;
+        cluster
+    }
+
+    pub fn start_member(&mut self, i: usize) {
+        let m = &mut self.members[i];
+        assert!(m.process.is_none(), "{} is already running", m.name);
+        m.process = Some(spawn(&m.config, &m.log));
+    }
+
+    /// SIGKILL, as a crash or a fire would.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut p) = self.members[i].process.take() {
+            let _ = p.kill();
+            let _ = p.wait();
+        }
+    }
+
+    /// SIGTERM and wait, as an operator would stop it.
+    pub fn stop(&mut self, i: usize) {
+        if let Some(mut p) = self.members[i].process.take() {
+            unsafe {
+                libc::kill(p.id() as i32, libc::SIGTERM);
+            }
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = p.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = p.kill();
+            let _ = p.wait();
+        }
+    }
+
+    pub fn endpoints(&self) -> Vec<String> {
+        self.members.iter().map(|m| m.endpoint()).collect()
+    }
+
+    /// A client of every member.
+    pub async fn client(&self) -> Client {
+        connect(&self.endpoints()).await
+    }
+
+    /// A client of one member only.
+    pub async fn client_of(&self, i: usize) -> Client {
+        connect(&[self.members[i].endpoint()]).await
+    }
+
+    /// Waits until a linearizable write through every running member succeeds.
+    pub async fn wait_writable(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        for (i, m) in self.members.iter().enumerate() {
+            if m.process.is_none() {
+                continue;
+            }
+            loop {
+                let attempt = async {
+                    let mut c = self.client_of(i).await;
+                    c.put("__ready", m.name.as_str(), None).await
+                };
+                match tokio::time::timeout(Duration::from_secs(2), attempt).await {
+                    Ok(Ok(_)) => break,
+                    _ if Instant::now() > deadline => {
+                        panic!("{} is not writable after {limit:?}; log:\n{}", m.name, self.log(i))
+                    }
+                    _ => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        }
+    }
+
+    /// The index of the member that reports itself leader.
+    pub async fn leader(&self) -> usize {
+        for _ in 0..100 {
+            for (i, m) in self.members.iter().enumerate() {
+                if m.process.is_none() {
+                    continue;
+                }
+                let mut c = self.client_of(i).await;
+                if let Ok(Ok(s)) = tokio::time::timeout(Duration::from_secs(1), c.status()).await {
+                    if s.leader() != 0 && s.leader() == s.header().map_or(0, |h| h.member_id()) {
+                        return i;
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("no leader found");
+    }
+
+    pub fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(&self.members[i].log).unwrap_or_default()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for i in 0..self.members.len() {
+            self.kill(i);
+        }
+    }
+}
+
+pub async fn connect(endpoints: &[String]) -> Client {
+    let options = ConnectOptions::new()
+        .with_connect_timeout(Duration::from_secs(2))
+        .with_timeout(Duration::from_secs(10));
+    Client::connect(endpoints, Some(options)).await.expect("connect")
+}
