@@ -36,7 +36,16 @@ pub struct RawConfig {
     pub listen_peer: Option<String>,
     /// Start even if the voter set breaks the topology rule (then warn).
     pub allow_unsafe_topology: Option<bool>,
-    /// Every member of the cluster at its first start.
+    /// Space quota of the key-value state in bytes; above it the NOSPACE
+    /// alarm is raised and writes that add data are refused, as in etcd.
+    /// Default 2 GiB (etcd's default).
+    pub quota_backend_bytes: Option<u64>,
+    /// `new` (default): this member starts a new cluster with the others of
+    /// `initial_cluster`. `existing`: it joins a running cluster that
+    /// already added it (MemberAdd); it then waits to be replicated to.
+    pub initial_cluster_state: Option<ClusterState>,
+    /// Every member of the cluster at its first start (for a joining
+    /// member: at least itself).
     #[serde(default)]
     pub initial_cluster: Vec<RawMember>,
     /// Raft timing and log retention.
@@ -75,6 +84,15 @@ pub struct RawRaft {
     pub snapshot_entries: Option<u64>,
 }
 
+/// Whether a member starts a new cluster or joins a running one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClusterState {
+    #[default]
+    New,
+    Existing,
+}
+
 /// A validated member of the cluster.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberConfig {
@@ -109,6 +127,8 @@ pub struct Config {
     pub raft: RaftTiming,
     /// The topology problem that `allow_unsafe_topology` let through.
     pub topology_warning: Option<TopologyError>,
+    pub quota_backend_bytes: u64,
+    pub initial_cluster_state: ClusterState,
 }
 
 /// Why a configuration was refused.
@@ -292,7 +312,13 @@ impl RawConfig {
             ));
         }
 
-        let topology = check_topology(members.iter().map(|m| (m.name.as_str(), &m.domains)));
+        let initial_cluster_state = self.initial_cluster_state.unwrap_or_default();
+        // A joining member's initial_cluster need not list the voters: the
+        // running cluster checked the rule when it added the member.
+        let topology = match initial_cluster_state {
+            ClusterState::New => check_topology(members.iter().map(|m| (m.name.as_str(), &m.domains))),
+            ClusterState::Existing => Ok(()),
+        };
         let topology_warning = match topology {
             Ok(()) => None,
             Err(e) if self.allow_unsafe_topology.unwrap_or(false) => Some(e),
@@ -315,6 +341,12 @@ impl RawConfig {
                 snapshot_entries,
             },
             topology_warning,
+            initial_cluster_state,
+            quota_backend_bytes: match self.quota_backend_bytes {
+                Some(0) => return Err(invalid("quota_backend_bytes", "0", "must be positive")),
+                Some(q) => q,
+                None => 2 << 30,
+            },
         })
     }
 }

@@ -1,13 +1,18 @@
-//! `etcdserverpb.Cluster`: the member list. Membership changes at run time
-//! are not served yet.
+//! `etcdserverpb.Cluster`: the member list and membership changes.
+//!
+//! A new member's name and failure domains are given as query parameters
+//! of its peer URL (`?name=dc4-a&datacenter=dc4`), since etcd's MemberAdd
+//! has no field for them (see `firebreak_raft::membership`).
 
 use std::sync::Arc;
 
 use etcd_client::proto::*;
-use firebreak_raft::Node;
+use firebreak_raft::membership::MembershipChange;
+use firebreak_raft::{MemberInfo, Node};
 use tonic::{Request, Response, Status};
 
 use crate::convert;
+use crate::status::to_status;
 
 pub struct ClusterService {
     node: Arc<Node>,
@@ -17,55 +22,94 @@ impl ClusterService {
     pub fn new(node: Arc<Node>) -> Self {
         ClusterService { node }
     }
+
+    fn header(&self) -> Option<PbResponseHeader> {
+        convert::header(self.node.current_header())
+    }
 }
 
-fn unsupported(what: &str) -> Status {
-    Status::unimplemented(format!("{what} is not supported yet"))
+fn member(m: MemberInfo) -> PbMember {
+    PbMember {
+        id: m.id,
+        name: m.member.name,
+        peer_ur_ls: vec![m.member.peer_url],
+        client_ur_ls: if m.member.client_url.is_empty() {
+            Vec::new()
+        } else {
+            vec![m.member.client_url]
+        },
+        is_learner: m.is_learner,
+    }
+}
+
+fn one_url(urls: Vec<String>) -> Result<String, Status> {
+    match <[String; 1]>::try_from(urls) {
+        Ok([url]) => Ok(url),
+        Err(_) => Err(Status::invalid_argument("etcdserver: give exactly one peer URL per member")),
+    }
 }
 
 #[tonic::async_trait]
 impl PbClusterService for ClusterService {
-    async fn member_add(&self, _r: Request<PbMemberAddRequest>) -> Result<Response<PbMemberAddResponse>, Status> {
-        Err(unsupported("MemberAdd"))
+    async fn member_add(&self, r: Request<PbMemberAddRequest>) -> Result<Response<PbMemberAddResponse>, Status> {
+        let r = r.into_inner();
+        let change = MembershipChange::Add {
+            peer_url: one_url(r.peer_ur_ls)?,
+            learner: r.is_learner,
+        };
+        let (id, members) = self.node.change_members(change).await.map_err(to_status)?;
+        let added = members.iter().find(|m| m.id == id).cloned().map(member);
+        Ok(Response::new(PbMemberAddResponse {
+            header: self.header(),
+            member: added,
+            members: members.into_iter().map(member).collect(),
+        }))
     }
 
     async fn member_remove(
         &self,
-        _r: Request<PbMemberRemoveRequest>,
+        r: Request<PbMemberRemoveRequest>,
     ) -> Result<Response<PbMemberRemoveResponse>, Status> {
-        Err(unsupported("MemberRemove"))
+        let change = MembershipChange::Remove { id: r.into_inner().id };
+        let (_, members) = self.node.change_members(change).await.map_err(to_status)?;
+        Ok(Response::new(PbMemberRemoveResponse {
+            header: self.header(),
+            members: members.into_iter().map(member).collect(),
+        }))
     }
 
     async fn member_update(
         &self,
-        _r: Request<PbMemberUpdateRequest>,
+        r: Request<PbMemberUpdateRequest>,
     ) -> Result<Response<PbMemberUpdateResponse>, Status> {
-        Err(unsupported("MemberUpdate"))
+        let r = r.into_inner();
+        let change = MembershipChange::Update {
+            id: r.id,
+            peer_url: one_url(r.peer_ur_ls)?,
+        };
+        let (_, members) = self.node.change_members(change).await.map_err(to_status)?;
+        Ok(Response::new(PbMemberUpdateResponse {
+            header: self.header(),
+            members: members.into_iter().map(member).collect(),
+        }))
     }
 
     async fn member_list(&self, _r: Request<PbMemberListRequest>) -> Result<Response<PbMemberListResponse>, Status> {
-        let members = self
-            .node
-            .members()
-            .into_iter()
-            .map(|m| PbMember {
-                id: m.id,
-                name: m.member.name,
-                peer_ur_ls: vec![m.member.peer_url],
-                client_ur_ls: vec![m.member.client_url],
-                is_learner: m.is_learner,
-            })
-            .collect();
         Ok(Response::new(PbMemberListResponse {
-            header: convert::header(self.node.current_header()),
-            members,
+            header: self.header(),
+            members: self.node.members().into_iter().map(member).collect(),
         }))
     }
 
     async fn member_promote(
         &self,
-        _r: Request<PbMemberPromoteRequest>,
+        r: Request<PbMemberPromoteRequest>,
     ) -> Result<Response<PbMemberPromoteResponse>, Status> {
-        Err(unsupported("MemberPromote"))
+        let change = MembershipChange::Promote { id: r.into_inner().id };
+        let (_, members) = self.node.change_members(change).await.map_err(to_status)?;
+        Ok(Response::new(PbMemberPromoteResponse {
+            header: self.header(),
+            members: members.into_iter().map(member).collect(),
+        }))
     }
 }

@@ -9,15 +9,18 @@
 //! crate's `build-server` feature.
 
 pub mod cluster;
+pub mod concurrency;
 pub mod convert;
 pub mod kv;
+pub mod lease;
 pub mod maintenance;
 pub mod status;
+pub mod watch;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use etcd_client::proto::{PbClusterServer, PbKvServer, PbMaintenanceServer};
+use etcd_client::proto::{PbClusterServer, PbKvServer, PbLeaseServer, PbMaintenanceServer, PbWatchServer};
 use firebreak_raft::Node;
 
 /// etcd's gRPC receive limit: the request limit plus 512 KiB of overhead.
@@ -39,7 +42,14 @@ pub async fn serve(
         .tcp_nodelay(true)
         .add_service(PbKvServer::new(kv::KvService::new(node.clone())).max_decoding_message_size(TONIC_DECODE_LIMIT))
         .add_service(PbClusterServer::new(cluster::ClusterService::new(node.clone())))
-        .add_service(PbMaintenanceServer::new(maintenance::MaintenanceService::new(node)))
+        .add_service(PbMaintenanceServer::new(maintenance::MaintenanceService::new(node.clone())))
+        .add_service(PbWatchServer::new(watch::WatchService::new(
+            node.clone(),
+            std::time::Duration::from_secs(600),
+        )))
+        .add_service(PbLeaseServer::new(lease::LeaseService::new(node.clone())))
+        .add_service(concurrency::LockServer::new(node.clone()))
+        .add_service(concurrency::ElectionServer::new(node))
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
 }

@@ -1,15 +1,21 @@
-//! `etcdserverpb.Maintenance`: status and alarms (none are raised yet).
+//! `etcdserverpb.Maintenance`.
 
 use std::sync::Arc;
 
 use etcd_client::proto::*;
-use firebreak_raft::Node;
+use firebreak_mvcc::{AlarmAction, AlarmType, KvError};
+use firebreak_raft::{Node, NodeError};
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::convert;
+use crate::status::to_status;
 
 /// The etcd API version Firebreak answers as; clients gate features on it.
 pub const ETCD_API_VERSION: &str = "3.5.0";
+
+/// Bytes per message of a snapshot stream.
+const SNAPSHOT_CHUNK: usize = 32 * 1024;
 
 pub struct MaintenanceService {
     node: Arc<Node>,
@@ -21,21 +27,53 @@ impl MaintenanceService {
     }
 }
 
-fn unsupported(what: &str) -> Status {
-    Status::unimplemented(format!("{what} is not supported yet"))
+fn alarm_type(code: i32) -> Option<AlarmType> {
+    match code {
+        1 => Some(AlarmType::NoSpace),
+        2 => Some(AlarmType::Corrupt),
+        _ => None,
+    }
+}
+
+fn alarm_code(alarm: AlarmType) -> i32 {
+    match alarm {
+        AlarmType::NoSpace => 1,
+        AlarmType::Corrupt => 2,
+    }
+}
+
+fn alarm_members(alarms: impl IntoIterator<Item = firebreak_mvcc::AlarmMember>) -> Vec<PbAlarmMember> {
+    alarms
+        .into_iter()
+        .map(|a| PbAlarmMember {
+            member_id: a.member_id,
+            alarm: alarm_code(a.alarm),
+        })
+        .collect()
 }
 
 #[tonic::async_trait]
 impl PbMaintenanceService for MaintenanceService {
     async fn alarm(&self, r: Request<PbAlarmRequest>) -> Result<Response<PbAlarmResponse>, Status> {
-        // No alarm is ever raised yet, so GET lists none and there is
-        // nothing to activate or deactivate.
-        if r.get_ref().action != 0 {
-            return Err(unsupported("activating or deactivating alarms"));
-        }
+        let r = r.into_inner();
+        let alarms = match (r.action, alarm_type(r.alarm)) {
+            // GET lists every alarm (of the given type, unless NONE).
+            (0, wanted) => {
+                let all = self.node.alarms().await.map_err(to_status)?;
+                alarm_members(all.into_iter().filter(|a| wanted.is_none_or(|w| a.alarm == w)))
+            }
+            (1 | 2, None) => Vec::new(),
+            (1 | 2, Some(alarm)) => {
+                let action = r.action;
+                let action = if action == 1 { AlarmAction::Activate } else { AlarmAction::Deactivate };
+                let resp = self.node.alarm(action, r.member_id, alarm).await.map_err(to_status)?;
+                alarm_members(resp.alarms)
+            }
+            (other, _) => return Err(Status::invalid_argument(format!("unknown alarm action {other}"))),
+        };
         Ok(Response::new(PbAlarmResponse {
             header: convert::header(self.node.current_header()),
-            alarms: Vec::new(),
+            alarms,
         }))
     }
 
@@ -49,38 +87,78 @@ impl PbMaintenanceService for MaintenanceService {
             raft_index: s.raft_index,
             raft_term: s.header.raft_term,
             raft_applied_index: s.raft_applied_index,
-            errors: Vec::new(),
+            errors: s.errors,
             db_size_in_use: s.db_size_in_use,
             is_learner: s.is_learner,
             storage_version: String::new(),
-            db_size_quota: 0,
+            db_size_quota: s.db_size_quota,
             downgrade_info: None,
         }))
     }
 
+    /// The store lives in memory and its snapshot is rewritten whole, so
+    /// there is nothing to defragment: success, as etcd answers.
     async fn defragment(&self, _r: Request<PbDefragmentRequest>) -> Result<Response<PbDefragmentResponse>, Status> {
-        Err(unsupported("Defragment"))
+        Ok(Response::new(PbDefragmentResponse {
+            header: convert::header(self.node.current_header()),
+        }))
     }
 
     async fn hash(&self, _r: Request<PbHashRequest>) -> Result<Response<PbHashResponse>, Status> {
-        Err(unsupported("Hash"))
+        let (hash, revision) = self.node.hash();
+        Ok(Response::new(PbHashResponse {
+            header: convert::header(self.node.header(revision)),
+            hash,
+        }))
     }
 
-    async fn hash_kv(&self, _r: Request<PbHashKvRequest>) -> Result<Response<PbHashKvResponse>, Status> {
-        Err(unsupported("HashKV"))
+    async fn hash_kv(&self, r: Request<PbHashKvRequest>) -> Result<Response<PbHashKvResponse>, Status> {
+        let h = self
+            .node
+            .hash_kv(r.into_inner().revision)
+            .map_err(|e: KvError| to_status(NodeError::Request(e)))?;
+        Ok(Response::new(PbHashKvResponse {
+            header: convert::header(self.node.current_header()),
+            hash: h.hash,
+            compact_revision: h.compact_revision,
+            hash_revision: h.revision,
+        }))
     }
 
-    type SnapshotStream = futures::stream::Empty<Result<PbSnapshotResponse, Status>>;
+    type SnapshotStream = ReceiverStream<Result<PbSnapshotResponse, Status>>;
 
     async fn snapshot(&self, _r: Request<PbSnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
-        Err(unsupported("Snapshot"))
+        // A backup holds every write acknowledged before it was asked for.
+        self.node.read_barrier().await.map_err(to_status)?;
+        let bytes = self.node.backup();
+        let header = convert::header(self.node.current_header());
+        let (tx, rx) = tokio::sync::mpsc::channel(8);
+        tokio::spawn(async move {
+            let mut sent = 0;
+            for chunk in bytes.chunks(SNAPSHOT_CHUNK) {
+                sent += chunk.len();
+                let resp = PbSnapshotResponse {
+                    header,
+                    remaining_bytes: (bytes.len() - sent) as u64,
+                    blob: chunk.to_vec(),
+                    version: ETCD_API_VERSION.into(),
+                };
+                if tx.send(Ok(resp)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
     }
 
-    async fn move_leader(&self, _r: Request<PbMoveLeaderRequest>) -> Result<Response<PbMoveLeaderResponse>, Status> {
-        Err(unsupported("MoveLeader"))
+    async fn move_leader(&self, r: Request<PbMoveLeaderRequest>) -> Result<Response<PbMoveLeaderResponse>, Status> {
+        self.node.move_leader(r.into_inner().target_id).await.map_err(to_status)?;
+        Ok(Response::new(PbMoveLeaderResponse {
+            header: convert::header(self.node.current_header()),
+        }))
     }
 
     async fn downgrade(&self, _r: Request<PbDowngradeRequest>) -> Result<Response<PbDowngradeResponse>, Status> {
-        Err(unsupported("Downgrade"))
+        Err(Status::unimplemented("Downgrade is not supported"))
     }
 }

@@ -15,6 +15,19 @@ pub fn to_status(err: NodeError) -> Status {
         NodeError::Request(e) => kv_status(&e),
         NodeError::Unavailable(u) => Status::new(Code::Unavailable, u.to_string()),
         NodeError::Stopped(_) => Status::new(Code::Unavailable, "etcdserver: server stopped"),
+        NodeError::NotLeader => Status::new(Code::FailedPrecondition, err.to_string()),
+        NodeError::BadTarget(_) => Status::new(Code::FailedPrecondition, err.to_string()),
+        NodeError::Membership(e) => {
+            use firebreak_raft::membership::MembershipError as M;
+            let code = match e {
+                M::NotFound => Code::NotFound,
+                M::PeerUrlExists | M::IdExists => Code::FailedPrecondition,
+                M::NotLearner | M::LearnerNotReady | M::Topology(_) => Code::FailedPrecondition,
+                M::BadUrl(_) => Code::InvalidArgument,
+                M::Unavailable(_) => Code::Unavailable,
+            };
+            Status::new(code, e.to_string())
+        }
     }
 }
 
@@ -23,6 +36,8 @@ fn kv_status(e: &KvError) -> Status {
         ErrorClass::InvalidArgument => Code::InvalidArgument,
         ErrorClass::NotFound => Code::NotFound,
         ErrorClass::OutOfRange => Code::OutOfRange,
+        ErrorClass::FailedPrecondition => Code::FailedPrecondition,
+        ErrorClass::ResourceExhausted => Code::ResourceExhausted,
     };
     Status::new(code, e.to_string())
 }

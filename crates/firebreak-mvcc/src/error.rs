@@ -37,6 +37,16 @@ pub enum KvError {
     /// A read at a revision that compaction has removed.
     #[error("etcdserver: mvcc: required revision has been compacted")]
     Compacted,
+    /// A lease grant names an id that is taken.
+    #[error("etcdserver: lease already exists")]
+    LeaseExists,
+    /// A lease grant over etcd's largest TTL.
+    #[error("etcdserver: too large lease TTL")]
+    LeaseTtlTooLarge,
+    /// The space quota is exhausted (the NOSPACE alarm is raised): only
+    /// requests that free space are served.
+    #[error("etcdserver: mvcc: database space exceeded")]
+    NoSpace,
     /// An encoded write request above [`crate::MAX_REQUEST_BYTES`].
     #[error("etcdserver: request is too large")]
     RequestTooLarge,
@@ -52,6 +62,10 @@ pub enum ErrorClass {
     NotFound,
     /// A revision outside the range the store holds.
     OutOfRange,
+    /// The request conflicts with the current state.
+    FailedPrecondition,
+    /// A quota is exhausted.
+    ResourceExhausted,
 }
 
 impl KvError {
@@ -59,7 +73,9 @@ impl KvError {
     pub fn class(&self) -> ErrorClass {
         match self {
             KvError::LeaseNotFound => ErrorClass::NotFound,
-            KvError::FutureRevision | KvError::Compacted => ErrorClass::OutOfRange,
+            KvError::FutureRevision | KvError::Compacted | KvError::LeaseTtlTooLarge => ErrorClass::OutOfRange,
+            KvError::LeaseExists => ErrorClass::FailedPrecondition,
+            KvError::NoSpace => ErrorClass::ResourceExhausted,
             _ => ErrorClass::InvalidArgument,
         }
     }

@@ -16,14 +16,22 @@
 //!   and back to the client.
 //! - [`KvError`]: the errors a client sees, each mapped to etcd's message.
 //! - [`validate`]: the checks etcd makes before it proposes a request.
+//! - Leases ([`lease`]), watch events ([`Store::events`]), hashes of the
+//!   state ([`hash`]) and alarms ([`alarm`]) are replicated state too.
 
+pub mod alarm;
 pub mod error;
+mod events;
+pub mod hash;
+pub mod lease;
 pub mod store;
 mod txn;
 pub mod types;
 pub mod validate;
 
 pub use error::KvError;
+pub use hash::KvHash;
+pub use lease::{Lease, MAX_LEASE_TTL};
 pub use store::{Store, StoreStats};
 pub use types::*;
 

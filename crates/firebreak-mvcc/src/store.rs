@@ -21,6 +21,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::error::KvError;
+use crate::lease::Lease;
 use crate::types::*;
 
 /// One write to one key.
@@ -79,9 +80,21 @@ pub struct Store {
     pub(crate) current: i64,
     /// Revision of the last compaction; -1 before the first one (as etcd).
     pub(crate) compacted: i64,
-    /// Leases that exist; puts naming any other lease are refused.
-    pub(crate) leases: BTreeSet<i64>,
+    /// Leases that exist, with the keys attached to each; puts naming any
+    /// other lease are refused.
+    pub(crate) leases: BTreeMap<i64, Lease>,
+    /// The keys written at each revision not yet compacted, in the order
+    /// of their writes (etcd's sub-revisions): the source of watch events.
+    pub(crate) revision_log: BTreeMap<i64, Vec<Bytes>>,
+    /// Raised alarms: (member id, alarm type).
+    pub(crate) alarms: BTreeSet<(u64, AlarmType)>,
+    /// Approximate bytes held by all records, kept up to date on every
+    /// write so that the space quota costs nothing to check.
+    pub(crate) size: u64,
 }
+
+/// Bookkeeping bytes counted per record besides its key and value.
+const RECORD_OVERHEAD: u64 = 48;
 
 impl Default for Store {
     fn default() -> Self {
@@ -89,7 +102,10 @@ impl Default for Store {
             keys: BTreeMap::new(),
             current: 1,
             compacted: -1,
-            leases: BTreeSet::new(),
+            leases: BTreeMap::new(),
+            revision_log: BTreeMap::new(),
+            alarms: BTreeSet::new(),
+            size: 0,
         }
     }
 }
@@ -139,7 +155,7 @@ impl Store {
 
     /// Whether a lease exists.
     pub fn lease_exists(&self, lease: i64) -> bool {
-        self.leases.contains(&lease)
+        self.leases.contains_key(&lease)
     }
 
     /// Live key-values in a range at `rev`, in key order.
@@ -228,6 +244,9 @@ impl Store {
     pub fn apply(&mut self, cmd: &WriteCommand) -> Result<WriteResponse, KvError> {
         match cmd {
             WriteCommand::Put(req) => {
+                if self.no_space() {
+                    return Err(KvError::NoSpace);
+                }
                 // Outside a txn etcd looks up the lease before the key.
                 if req.lease != 0 && !self.lease_exists(req.lease) {
                     return Err(KvError::LeaseNotFound);
@@ -245,8 +264,21 @@ impl Store {
                     _ => unreachable!("a delete answers with a delete"),
                 })
             }
-            WriteCommand::Txn(req) => self.txn(req).map(WriteResponse::Txn),
+            WriteCommand::Txn(req) => {
+                if self.no_space() && !req.success.iter().chain(&req.failure).all(frees_space) {
+                    return Err(KvError::NoSpace);
+                }
+                self.txn(req).map(WriteResponse::Txn)
+            }
             WriteCommand::Compact(req) => self.compact(req.revision).map(WriteResponse::Compact),
+            WriteCommand::LeaseGrant(req) => {
+                if self.no_space() {
+                    return Err(KvError::NoSpace);
+                }
+                self.lease_grant(req).map(WriteResponse::LeaseGrant)
+            }
+            WriteCommand::LeaseRevoke(req) => self.lease_revoke(req).map(WriteResponse::LeaseRevoke),
+            WriteCommand::Alarm(req) => Ok(WriteResponse::Alarm(self.alarm(req))),
         }
     }
 
@@ -286,6 +318,18 @@ impl Store {
             history.records.drain(..keep_from);
             !history.records.is_empty()
         });
+        self.size = self
+            .keys
+            .iter()
+            .map(|(k, h)| {
+                h.records
+                    .iter()
+                    .map(|r| k.len() as u64 + r.value.len() as u64 + RECORD_OVERHEAD)
+                    .sum::<u64>()
+            })
+            .sum();
+        // etcd still serves watches from the compaction revision itself.
+        self.revision_log = self.revision_log.split_off(&rev);
         self.compacted = rev;
         Ok(CompactResponse { revision: self.current })
     }
@@ -294,10 +338,11 @@ impl Store {
     /// previous live value.
     pub(crate) fn put_record(&mut self, key: &Bytes, value: Bytes, lease: i64, rev: i64) {
         let history = self.keys.entry(key.clone()).or_default();
-        let (create_revision, version) = match history.latest() {
-            Some(prev) => (prev.create_revision, prev.version + 1),
-            None => (rev, 1),
+        let (create_revision, version, old_lease) = match history.latest() {
+            Some(prev) => (prev.create_revision, prev.version + 1, prev.lease),
+            None => (rev, 1, 0),
         };
+        let value_len = value.len() as u64;
         history.records.push(Record {
             mod_revision: rev,
             create_revision,
@@ -305,6 +350,26 @@ impl Store {
             value,
             lease,
         });
+        if old_lease != lease {
+            self.detach(key, old_lease);
+        }
+        if let Some(l) = self.leases.get_mut(&lease) {
+            l.keys.insert(key.clone());
+        }
+        self.revision_log.entry(rev).or_default().push(key.clone());
+        self.size += key.len() as u64 + value_len + RECORD_OVERHEAD;
+    }
+
+    /// Approximate bytes held by the store (what the space quota limits).
+    pub fn size_bytes(&self) -> u64 {
+        self.size
+    }
+
+    /// Removes `key` from the keys of `lease`.
+    fn detach(&mut self, key: &Bytes, lease: i64) {
+        if let Some(l) = self.leases.get_mut(&lease) {
+            l.keys.remove(key);
+        }
     }
 
     /// Deletes every live key of a range at revision `rev`; returns the
@@ -313,10 +378,12 @@ impl Store {
         let Some(bounds) = key_bounds(key, range_end) else {
             return Vec::new();
         };
-        let mut deleted = Vec::new();
+        let mut deleted: Vec<KeyValue> = Vec::new();
         for (k, history) in self.keys.range_mut::<[u8], _>(bounds) {
             if let Some(prev) = history.latest() {
                 deleted.push(to_kv(k, prev));
+                self.revision_log.entry(rev).or_default().push(k.clone());
+                self.size += k.len() as u64 + RECORD_OVERHEAD;
                 history.records.push(Record {
                     mod_revision: rev,
                     create_revision: 0,
@@ -324,6 +391,11 @@ impl Store {
                     value: Bytes::new(),
                     lease: 0,
                 });
+            }
+        }
+        for kv in &deleted {
+            if let Some(l) = self.leases.get_mut(&kv.lease) {
+                l.keys.remove(&kv.key);
             }
         }
         deleted
@@ -334,6 +406,16 @@ impl Store {
         self.keys
             .get_key_value(key)
             .and_then(|(k, h)| h.latest().map(|r| to_kv(k, r)))
+    }
+}
+
+/// Whether a txn op can run while the NOSPACE alarm is raised: anything
+/// but a put, as etcd's capped applier allows.
+fn frees_space(op: &RequestOp) -> bool {
+    match op {
+        RequestOp::Put(_) => false,
+        RequestOp::Txn(t) => t.success.iter().chain(&t.failure).all(frees_space),
+        _ => true,
     }
 }
 

@@ -44,6 +44,11 @@ impl Store {
         assert!(req.is_read_only(), "txn_read takes read-only txns");
         let succeeded = req.compare.iter().all(|c| self.compare(c));
         let ops = if succeeded { &req.success } else { &req.failure };
+        // The same checks as in a txn that writes: a read-only txn is not
+        // a plain range read (a negative revision is refused here).
+        for op in ops {
+            self.check_txn_range(op, self.current)?;
+        }
         let mut responses = Vec::with_capacity(ops.len());
         for op in ops {
             if let RequestOp::Range(r) = op {
@@ -85,11 +90,20 @@ impl Store {
             }
             _ => Ok(()),
         })?;
-        self.walk_path(req, path, &mut 0, &mut |op| match op {
+        self.walk_path(req, path, &mut 0, &mut |op| self.check_txn_range(op, begin))
+    }
+
+    /// etcd's check of a read in a txn, against the state before the txn.
+    /// Unlike a plain range read, a negative revision is not "the current
+    /// one" here: only 0 is, and any other revision below the compaction
+    /// (-1 before the first) is refused as compacted.
+    fn check_txn_range(&self, op: &RequestOp, begin: i64) -> Result<(), KvError> {
+        match op {
+            RequestOp::Range(r) if r.revision == 0 => Ok(()),
             RequestOp::Range(r) if r.revision > begin => Err(KvError::FutureRevision),
-            RequestOp::Range(r) if r.revision != 0 && r.revision < self.compacted => Err(KvError::Compacted),
+            RequestOp::Range(r) if r.revision < self.compacted => Err(KvError::Compacted),
             _ => Ok(()),
-        })
+        }
     }
 
     fn walk_path(

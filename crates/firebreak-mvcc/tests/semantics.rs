@@ -221,3 +221,54 @@ fn failed_txn_changes_nothing() {
     assert_eq!(s.apply(&WriteCommand::Txn(txn)), Err(KvError::KeyNotFound));
     assert_eq!(s, before);
 }
+
+/// Found by the differential test against etcd 3.4: a read in a txn is
+/// checked as etcd's applier checks it (only revision 0 means "current";
+/// anything below the compaction, -1 before the first, is compacted), also
+/// when the txn only reads and so is served without the log.
+#[test]
+fn read_only_txn_checks_read_revisions_like_a_writing_txn() {
+    let mut s = Store::new();
+    for i in 0..4 {
+        put(&mut s, "k", &i.to_string());
+    }
+    let read_at = |revision: i64| TxnRequest {
+        compare: vec![],
+        success: vec![RequestOp::Range(RangeRequest {
+            key: b("k"),
+            revision,
+            ..Default::default()
+        })],
+        failure: vec![],
+    };
+    // Before any compaction: -1 is the current revision, -2 is compacted.
+    assert_eq!(
+        s.range(&RangeRequest {
+            key: b("k"),
+            revision: -2,
+            ..Default::default()
+        })
+        .unwrap()
+        .kvs
+        .len(),
+        1
+    );
+    let ResponseOp::Range(r) = &s.txn_read(&read_at(-1)).unwrap().responses[0] else {
+        panic!("a range answers with a range")
+    };
+    assert_eq!(r.kvs[0].value, b("3"));
+    assert_eq!(s.txn_read(&read_at(-2)), Err(KvError::Compacted));
+    assert_eq!(s.txn_read(&read_at(6)), Err(KvError::FutureRevision));
+
+    s.compact(3).unwrap();
+    assert_eq!(s.txn_read(&read_at(-1)), Err(KvError::Compacted));
+    assert_eq!(s.txn_read(&read_at(2)), Err(KvError::Compacted));
+    assert!(s.txn_read(&read_at(3)).is_ok());
+    // A writing txn answers the same.
+    let mut writing = read_at(-1);
+    writing.success.push(RequestOp::Put(PutRequest {
+        key: b("other"),
+        ..Default::default()
+    }));
+    assert_eq!(s.apply(&WriteCommand::Txn(writing)), Err(KvError::Compacted));
+}

@@ -13,6 +13,15 @@ pub enum NodeError {
     /// unknown: it may still take effect.
     #[error("{0}")]
     Unavailable(Unavailable),
+    /// Only the leader serves this request (etcd's "not leader").
+    #[error("etcdserver: not leader")]
+    NotLeader,
+    /// The request names a member that cannot take it.
+    #[error("etcdserver: {0}")]
+    BadTarget(String),
+    /// A membership change was refused.
+    #[error(transparent)]
+    Membership(#[from] crate::membership::MembershipError),
     /// The node is shutting down or its storage failed; go elsewhere.
     #[error("etcdserver: server stopped: {0}")]
     Stopped(String),

@@ -14,14 +14,21 @@
 // large, but boxing it here would only move the allocation around.
 #![allow(clippy::result_large_err)]
 
+pub mod concurrency;
 pub mod error;
+mod leases;
+pub mod lessor;
 pub mod log_store;
+pub mod maintenance;
+pub mod membership;
 pub mod network;
 mod node;
 pub mod state_machine;
 pub mod transport;
 pub mod types;
+pub mod watch;
 
 pub use error::{NodeError, Unavailable};
+pub use leases::LeaseTtl;
 pub use node::{Header, MemberInfo, Node, NodeStatus};
 pub use types::{Member, NodeId};

@@ -30,6 +30,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::error::{NodeError, Unavailable};
+use crate::lessor::Lessor;
 use crate::log_store::LogStore;
 use crate::network::Network;
 use crate::state_machine::{SharedReplica, StateMachine};
@@ -65,7 +66,10 @@ pub struct NodeStatus {
     pub raft_applied_index: u64,
     pub db_size: i64,
     pub db_size_in_use: i64,
+    pub db_size_quota: i64,
     pub is_learner: bool,
+    /// Raised alarms, as etcd lists them in status.
+    pub errors: Vec<String>,
 }
 
 /// Why a node could not start.
@@ -81,14 +85,25 @@ pub enum StartError {
 
 /// One running member.
 pub struct Node {
-    id: NodeId,
+    pub(crate) id: NodeId,
     cluster_id: u64,
-    raft: Raft,
-    replica: SharedReplica,
-    peers: Arc<Peers>,
+    pub(crate) raft: Raft,
+    pub(crate) replica: SharedReplica,
+    pub(crate) peers: Arc<Peers>,
     /// How long a request may wait for a leader, a commit or a read index.
-    request_timeout: Duration,
-    peer_server: Mutex<Option<JoinHandle<()>>>,
+    pub(crate) request_timeout: Duration,
+    pub(crate) election_timeout: Duration,
+    /// Lease deadlines, kept while this member leads.
+    pub(crate) lessor: Lessor,
+    /// The smallest TTL a lease is granted, in seconds (etcd: 1.5 election
+    /// timeouts, rounded up).
+    pub(crate) min_lease_ttl: i64,
+    /// The space quota of the store, in bytes.
+    pub(crate) quota_bytes: u64,
+    /// The applied revision, for watchers.
+    revisions: tokio::sync::watch::Receiver<i64>,
+    /// Background tasks (peer listener, lease expiry), stopped on shutdown.
+    tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
 /// The cluster id: a hash of the initial members' ids, the same on every
@@ -109,9 +124,17 @@ impl Node {
     /// Opens storage, starts Raft and the peer listener, and on a first
     /// start initializes the cluster from the configured members.
     pub async fn start(config: &Config) -> Result<Arc<Node>, StartError> {
+        #[cfg(feature = "failpoints")]
+        {
+            static SETUP: std::sync::Once = std::sync::Once::new();
+            // The scenario reads FAILPOINTS from the environment and must
+            // live as long as the process.
+            SETUP.call_once(|| std::mem::forget(fail::FailScenario::setup()));
+        }
         let log = LogStore::open(&config.data_dir.join("raft"))?;
         let sm = StateMachine::open(&config.data_dir.join("snapshot"))?;
         let replica = sm.replica();
+        let revisions = sm.revisions();
         let peers = Arc::new(Peers::default());
 
         let timing = config.raft;
@@ -142,11 +165,15 @@ impl Node {
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
 
-        if !raft
+        // A member joining a running cluster waits to be replicated to; only
+        // the members of a new cluster initialize it (all alike, which
+        // openraft allows).
+        let joining = config.initial_cluster_state == firebreak_config::ClusterState::Existing;
+        let initialized = raft
             .is_initialized()
             .await
-            .map_err(|e| StartError::Raft(e.to_string()))?
-        {
+            .map_err(|e| StartError::Raft(e.to_string()))?;
+        if !joining && !initialized {
             let members: BTreeMap<NodeId, Member> = config
                 .members
                 .iter()
@@ -174,19 +201,47 @@ impl Node {
             replica,
             peers,
             request_timeout: Duration::from_secs(5) + timing.election_timeout * 2,
-            peer_server: Mutex::new(None),
+            election_timeout: timing.election_timeout,
+            lessor: Lessor::default(),
+            min_lease_ttl: (timing.election_timeout.as_millis() as u64 * 3).div_ceil(2000) as i64,
+            quota_bytes: config.quota_backend_bytes,
+            revisions,
+            tasks: Mutex::new(Vec::new()),
         });
         let server = tokio::spawn(serve_peers(listener, Arc::downgrade(&node)));
-        *node.peer_server.lock().expect("peer server lock") = Some(server);
+        let expiry = tokio::spawn(crate::leases::expire_leases(Arc::downgrade(&node)));
+        node.tasks.lock().expect("tasks lock").extend([server, expiry]);
         Ok(node)
     }
 
-    /// Stops the peer listener and Raft.
+    /// Stops the background tasks and Raft.
     pub async fn shutdown(&self) {
-        if let Some(server) = self.peer_server.lock().expect("peer server lock").take() {
-            server.abort();
+        for task in self.tasks.lock().expect("tasks lock").drain(..) {
+            task.abort();
         }
         let _ = self.raft.shutdown().await;
+    }
+
+    /// The applied revision of this replica, updated as entries apply.
+    pub fn revisions(&self) -> tokio::sync::watch::Receiver<i64> {
+        self.revisions.clone()
+    }
+
+    /// Watch events of this replica (see [`firebreak_mvcc::Store::events`]).
+    pub fn events(
+        &self,
+        key: &[u8],
+        range_end: &[u8],
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<(i64, firebreak_mvcc::Event)>, KvError> {
+        self.replica.read().expect("replica lock").store.events(key, range_end, from, to)
+    }
+
+    /// The current and compaction revisions of this replica.
+    pub fn revision_window(&self) -> (i64, i64) {
+        let replica = self.replica.read().expect("replica lock");
+        (replica.store.current_revision(), replica.store.compact_revision())
     }
 
     pub fn id(&self) -> NodeId {
@@ -216,6 +271,7 @@ impl Node {
 
     pub async fn put(&self, req: PutRequest) -> Result<PutResponse, NodeError> {
         validate::check_put(&req)?;
+        self.check_quota(req.key.len() + req.value.len()).await?;
         match self.write(WriteCommand::Put(req)).await? {
             WriteResponse::Put(r) => Ok(r),
             other => unreachable!("a put answered with {other:?}"),
@@ -239,6 +295,7 @@ impl Node {
             let replica = self.replica.read().expect("replica lock");
             return Ok(replica.store.txn_read(&req)?);
         }
+        self.check_quota(txn_put_bytes(&req)).await?;
         match self.write(WriteCommand::Txn(req)).await? {
             WriteResponse::Txn(r) => Ok(r),
             other => unreachable!("a txn answered with {other:?}"),
@@ -293,6 +350,10 @@ impl Node {
 
     /// Proposes `cmd` to the local Raft and waits for its result.
     async fn propose(&self, cmd: WriteCommand, deadline: Instant) -> Result<Proposal, NodeError> {
+        #[cfg(feature = "failpoints")]
+        if let Some(fake) = self.ack_before_replication(&cmd).await {
+            return Ok(Proposal::Done(fake));
+        }
         match tokio::time::timeout_at(deadline, self.raft.client_write(cmd)).await {
             Err(_) => Err(Unavailable::Timeout.into()),
             Ok(Ok(resp)) => Ok(Proposal::Done(
@@ -306,6 +367,31 @@ impl Node {
             }
             Ok(Err(RaftError::Fatal(f))) => Err(NodeError::Stopped(f.to_string())),
         }
+    }
+
+    /// Failpoint `ack-before-replication` (builds with the `failpoints`
+    /// feature only, enabled by `FAILPOINTS=ack-before-replication=return`):
+    /// the leader acknowledges a put at once and proposes it two seconds
+    /// later, so a leader that dies in between loses acknowledged writes.
+    /// It exists to prove that the drill catches exactly that bug.
+    #[cfg(feature = "failpoints")]
+    async fn ack_before_replication(&self, cmd: &WriteCommand) -> Option<Result<WriteResponse, KvError>> {
+        fail::eval("ack-before-replication", |_| ())?;
+        let WriteCommand::Put(_) = cmd else { return None };
+        if self.raft.current_leader().await != Some(self.id) {
+            return None;
+        }
+        let raft = self.raft.clone();
+        let later = cmd.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let _ = raft.client_write(later).await;
+        });
+        let revision = self.replica.read().expect("replica lock").store.current_revision() + 1;
+        Some(Ok(WriteResponse::Put(firebreak_mvcc::PutResponse {
+            revision,
+            prev_kv: None,
+        })))
     }
 
     /// A write forwarded by another member: run it here if this node leads.
@@ -395,9 +481,13 @@ impl Node {
 
     pub fn status(&self) -> NodeStatus {
         let metrics = self.raft.metrics().borrow().clone();
-        let (revision, bytes) = {
+        let (revision, bytes, alarms) = {
             let replica = self.replica.read().expect("replica lock");
-            (replica.store.current_revision(), replica.store.stats().bytes as i64)
+            (
+                replica.store.current_revision(),
+                replica.store.size_bytes() as i64,
+                replica.store.alarms(),
+            )
         };
         NodeStatus {
             header: Header {
@@ -411,9 +501,28 @@ impl Node {
             raft_applied_index: metrics.last_applied.map_or(0, |l| l.index),
             db_size: bytes,
             db_size_in_use: bytes,
+            db_size_quota: self.quota_bytes as i64,
             is_learner: metrics.state == ServerState::Learner,
+            errors: alarms
+                .iter()
+                .map(|a| format!("memberID:{:x} alarm:{:?}", a.member_id, a.alarm))
+                .collect(),
         }
     }
+}
+
+/// Bytes a txn's puts would add (0 for a txn that only reads or deletes).
+fn txn_put_bytes(req: &TxnRequest) -> usize {
+    use firebreak_mvcc::RequestOp;
+    req.success
+        .iter()
+        .chain(&req.failure)
+        .map(|op| match op {
+            RequestOp::Put(p) => p.key.len() + p.value.len(),
+            RequestOp::Txn(t) => txn_put_bytes(t),
+            _ => 0,
+        })
+        .sum()
 }
 
 /// Accepts peer connections until the node is dropped.
@@ -445,6 +554,19 @@ async fn serve_peer_connection(mut stream: TcpStream, node: std::sync::Weak<Node
             PeerRequest::InstallSnapshot(r) => PeerResponse::InstallSnapshot(node.raft.install_snapshot(r).await),
             PeerRequest::Write(cmd) => PeerResponse::Write(node.forwarded_write(cmd).await),
             PeerRequest::ReadIndex => PeerResponse::ReadIndex(node.leader_read_index().await),
+            PeerRequest::LeaseKeepAlive(id) => PeerResponse::LeaseKeepAlive(node.leader_keep_alive(id).await),
+            PeerRequest::LeaseTimeToLive(id) => PeerResponse::LeaseTimeToLive(node.leader_time_to_live(id).await),
+            PeerRequest::Campaign => PeerResponse::Campaign(node.start_election().await),
+            PeerRequest::Membership(change) => {
+                let result = node.leader_change_members(change).await;
+                PeerResponse::Membership(match result {
+                    Err(crate::membership::MembershipError::Unavailable(e)) if node.leading_term().is_none() => {
+                        tracing::debug!(error = %e, "membership change sent to a non-leader");
+                        Err(ForwardError::NotLeader)
+                    }
+                    other => Ok(other),
+                })
+            }
         };
         drop(node);
         if write_frame(&mut stream, &resp).await.is_err() {

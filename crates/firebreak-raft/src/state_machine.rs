@@ -40,6 +40,8 @@ pub type SharedReplica = Arc<RwLock<Replica>>;
 
 pub struct StateMachine {
     replica: SharedReplica,
+    /// The store's revision after each applied batch, for watchers.
+    revisions: tokio::sync::watch::Sender<i64>,
     dir: PathBuf,
     /// Snapshots handed out by this process, for unique snapshot ids.
     serial: u64,
@@ -58,6 +60,19 @@ fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()>
     drop(file);
     std::fs::rename(&tmp, dir.join(name))?;
     std::fs::File::open(dir)?.sync_all()
+}
+
+/// Writes the snapshot a restored member starts from: `replica` with no
+/// log behind it.
+pub fn write_initial_snapshot(dir: &Path, replica: &Replica) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let meta = SnapshotMeta {
+        last_log_id: None,
+        last_membership: replica.membership.clone(),
+        snapshot_id: "restored".into(),
+    };
+    let bytes = bincode::serialize(&(&meta, replica)).map_err(std::io::Error::other)?;
+    write_atomically(dir, SNAPSHOT_FILE, &bytes)
 }
 
 /// A snapshot file: its meta, then the replica.
@@ -85,7 +100,9 @@ impl StateMachine {
             Some((_, file)) => file.replica,
             None => Replica::default(),
         };
+        let (revisions, _) = tokio::sync::watch::channel(replica.store.current_revision());
         Ok(StateMachine {
+            revisions,
             replica: Arc::new(RwLock::new(replica)),
             dir: dir.to_owned(),
             serial: 0,
@@ -95,6 +112,11 @@ impl StateMachine {
     /// The replica, for readers.
     pub fn replica(&self) -> SharedReplica {
         self.replica.clone()
+    }
+
+    /// The applied revision, updated after every applied batch.
+    pub fn revisions(&self) -> tokio::sync::watch::Receiver<i64> {
+        self.revisions.subscribe()
     }
 }
 
@@ -158,6 +180,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 }
             }
         }
+        self.revisions.send_replace(replica.store.current_revision());
         Ok(out)
     }
 
@@ -186,6 +209,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         *replica = file.replica;
         replica.last_applied = meta.last_log_id;
         replica.membership = meta.last_membership.clone();
+        self.revisions.send_replace(replica.store.current_revision());
         tracing::info!(snapshot_id = %meta.snapshot_id, "snapshot installed");
         Ok(())
     }

@@ -39,6 +39,14 @@ pub enum PeerRequest {
     Write(WriteCommand),
     /// A follower asks the leader for a read index.
     ReadIndex,
+    /// A lease keep-alive, which only the leader can act on.
+    LeaseKeepAlive(i64),
+    /// A lease's remaining time, which only the leader knows.
+    LeaseTimeToLive(i64),
+    /// Asks the receiver to campaign now (MoveLeader).
+    Campaign,
+    /// A membership change, which the leader runs.
+    Membership(crate::membership::MembershipChange),
 }
 
 /// Why the leader did not run a forwarded request.
@@ -59,6 +67,12 @@ pub enum PeerResponse {
     InstallSnapshot(Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>),
     Write(Result<Result<WriteResponse, KvError>, ForwardError>),
     ReadIndex(Result<u64, ForwardError>),
+    /// The granted TTL after renewal; 0 if the lease does not exist.
+    LeaseKeepAlive(Result<i64, ForwardError>),
+    /// Seconds left; -1 if the lease does not exist.
+    LeaseTimeToLive(Result<i64, ForwardError>),
+    Campaign(Result<(), ForwardError>),
+    Membership(crate::membership::MembershipResult),
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -3,7 +3,11 @@
 //! - `firebreak serve --config FILE` runs one member.
 //! - `firebreak up` runs a local three-datacenter cluster, one process per
 //!   member, in the foreground.
+//! - `firebreak drill` burns a datacenter under load and reports;
+//!   `firebreak check` re-checks a saved history.
+//! - `firebreak bench` loads any etcd-API endpoint.
 
+mod restore;
 mod serve;
 mod up;
 
@@ -26,6 +30,17 @@ enum Command {
     Serve(Box<serve::ServeArgs>),
     /// Run a local cluster of three datacenters (dc1, dc2, dc3), one process per member.
     Up(up::UpArgs),
+    /// Prepare a new member's data directory from a snapshot (etcdctl snapshot save).
+    Restore(restore::RestoreArgs),
+    /// Burn a datacenter under load and prove, from the clients' history, that nothing was lost.
+    Drill(Box<firebreak_drill::DrillArgs>),
+    /// Re-check a saved client history (history.jsonl) and print the verdict.
+    Check(firebreak_drill::CheckArgs),
+    /// Load an etcd-API endpoint (Firebreak or etcd) and report throughput and latency.
+    Bench(Box<firebreak_bench::BenchArgs>),
+    /// One workload client of a drill (started by `firebreak drill`).
+    #[command(hide = true)]
+    DrillClient(Box<firebreak_drill::ClientArgs>),
 }
 
 fn init_tracing() {
@@ -37,12 +52,25 @@ fn init_tracing() {
         .init();
 }
 
+/// The exit code of a command that chooses its own, or a failure.
+fn exit<E: std::error::Error>(result: Result<std::process::ExitCode, E>) -> std::process::ExitCode {
+    result.unwrap_or_else(|e| {
+        eprintln!("firebreak: {e}");
+        std::process::ExitCode::FAILURE
+    })
+}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_tracing();
     let result = match cli.command {
         Command::Serve(args) => serve::run(*args),
         Command::Up(args) => up::run(args),
+        Command::Restore(args) => restore::run(args),
+        Command::Drill(args) => return exit(firebreak_drill::run_drill(*args)),
+        Command::Check(args) => return exit(firebreak_drill::run_check(args)),
+        Command::Bench(args) => return exit(firebreak_bench::run_bench(*args)),
+        Command::DrillClient(args) => return exit(firebreak_drill::run_client(*args)),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

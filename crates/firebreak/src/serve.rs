@@ -77,6 +77,9 @@ impl ServeArgs {
     }
 }
 
+/// How long open client streams may delay a clean stop.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let config = args.raw_config()?.validate()?;
     if let Some(warning) = &config.topology_warning {
@@ -100,8 +103,27 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             data_dir = %config.data_dir.display(),
             "serving"
         );
-        firebreak_grpc::serve(node.clone(), listener, shutdown_signal()).await?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let mut server = tokio::spawn(firebreak_grpc::serve(node.clone(), listener, async {
+            let _ = stopped.await;
+        }));
+        tokio::select! {
+            _ = shutdown_signal() => {}
+            ended = &mut server => {
+                node.shutdown().await;
+                ended??;
+                anyhow::bail!("the client listener stopped unexpectedly");
+            }
+        }
         tracing::info!("shutting down");
+        let _ = stop.send(());
+        // Streams that clients keep open (watches, keep-alives, campaigns)
+        // get a moment to end; then the member stops regardless.
+        match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
+            Ok(Ok(result)) => result?,
+            Ok(Err(e)) => tracing::warn!(error = %e, "the client listener task failed"),
+            Err(_) => tracing::warn!("client streams still open after {SHUTDOWN_GRACE:?}; closing them"),
+        }
         node.shutdown().await;
         anyhow::Ok(())
     })

@@ -108,13 +108,17 @@ fn etcdctl_installed() -> bool {
     found
 }
 
-/// A port offset whose six ports are free now.
+/// A port offset whose six ports are free now and that no other test of
+/// this process has taken.
 fn free_offset() -> u16 {
+    static TAKEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut taken = TAKEN.lock().unwrap();
     for offset in (1000..20000).step_by(97) {
         let free = [2379u16, 2380, 22379, 22380, 32379, 32380]
             .iter()
             .all(|p| std::net::TcpListener::bind(("127.0.0.1", p + offset)).is_ok());
-        if free {
+        if free && !taken.contains(&offset) {
+            taken.push(offset);
             return offset;
         }
     }
@@ -171,4 +175,148 @@ fn etcdctl_against_firebreak_up() {
     up.wait_ready();
     assert_eq!(up.ok(&["get", "other", "--print-value-only"]), "x\n");
     assert!(up.stop());
+}
+
+/// Writes the config of a member that joins `up`'s cluster in dc1.
+fn joiner_config(dir: &Path, name: &str, client: u16, peer: u16) -> std::path::PathBuf {
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &path,
+        format!(
+            "name = \"{name}\"\ndatacenter = \"dc1\"\ndata_dir = \"{}\"\nlisten_client = \"127.0.0.1:{client}\"\nlisten_peer = \"127.0.0.1:{peer}\"\ninitial_cluster_state = \"existing\"\n\n[[initial_cluster]]\nname = \"{name}\"\npeer_url = \"http://127.0.0.1:{peer}\"\nclient_url = \"http://127.0.0.1:{client}\"\ndatacenter = \"dc1\"\n",
+            dir.join(name).display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn etcdctl_watch_lease_lock_elect_snapshot_members_hashkv_alarms() {
+    if !etcdctl_installed() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let offset = free_offset();
+    let up = Up::start(dir.path(), offset);
+    up.wait_ready();
+    let endpoints = format!("--endpoints={}", up.endpoints.join(","));
+
+    // watch: a background etcdctl prints the events of two writes.
+    let mut watch = Command::new("etcdctl")
+        .args([&endpoints, "watch", "cfg/", "--prefix"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    up.ok(&["put", "cfg/a", "1"]);
+    up.ok(&["del", "cfg/a"]);
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = watch.kill();
+    let out = watch.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "PUT\ncfg/a\n1\nDELETE\ncfg/a\n\n");
+
+    // lease grant / put with it / keep-alive / revoke.
+    let granted = up.ok(&["lease", "grant", "30"]);
+    let id = granted.split_whitespace().nth(1).unwrap().to_string();
+    up.ok(&["put", "--lease", &id, "session", "x"]);
+    assert!(up.ok(&["lease", "keep-alive", "--once", &id]).contains("keepalived with TTL(30)"));
+    assert!(up.ok(&["lease", "timetolive", &id, "--keys"]).contains("attached keys([session])"));
+    assert!(up.ok(&["lease", "list"]).contains(&id));
+    assert!(up.ok(&["lease", "revoke", &id]).contains("revoked"));
+    assert_eq!(up.ok(&["get", "session"]), "");
+
+    // lock: runs a command while holding the lock.
+    let locked = up.ok(&["lock", "job", "echo", "holding"]);
+    assert!(locked.contains("holding"), "{locked}");
+
+    // elect: a campaigner leads, an observer sees it.
+    let mut campaigner = Command::new("etcdctl")
+        .args([&endpoints, "elect", "svc", "node-a"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    let mut observer = Command::new("etcdctl")
+        .args([&endpoints, "elect", "--listen", "svc"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    let _ = observer.kill();
+    let _ = campaigner.kill();
+    let observed = String::from_utf8_lossy(&observer.wait_with_output().unwrap().stdout).into_owned();
+    let _ = campaigner.wait();
+    assert!(observed.contains("node-a"), "{observed}");
+
+    // endpoint hashkv: the same on every member.
+    let hashes = up.ok(&["endpoint", "hashkv"]);
+    let values: Vec<&str> = hashes.lines().map(|l| l.rsplit(", ").next().unwrap()).collect();
+    assert_eq!(values.len(), 3);
+    assert!(values.iter().all(|v| *v == values[0]), "{hashes}");
+
+    // alarm list (none) and disarm (nothing to disarm).
+    assert_eq!(up.ok(&["alarm", "list"]), "");
+    up.ok(&["alarm", "disarm"]);
+
+    // snapshot save, then restore into a new member's data directory.
+    let snap = dir.path().join("backup.db");
+    let out = Command::new("etcdctl")
+        .args([&format!("--endpoints={}", up.endpoints[0]), "snapshot", "save"])
+        .arg(&snap)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let restore = Command::new(common::BIN)
+        .arg("restore")
+        .arg(&snap)
+        .arg("--data-dir")
+        .arg(dir.path().join("restored"))
+        .output()
+        .unwrap();
+    assert!(restore.status.success(), "{}", String::from_utf8_lossy(&restore.stderr));
+
+    // member add (learner) / promote / remove, with a real joining member.
+    let (client, peer) = (common::free_port(), common::free_port());
+    let config = joiner_config(dir.path(), "dc1-2", client, peer);
+    let peer_url = format!("http://127.0.0.1:{peer}?name=dc1-2&datacenter=dc1");
+    let added = up.ok(&["member", "add", "dc1-2", "--learner", &format!("--peer-urls={peer_url}")]);
+    assert!(added.contains("added"), "{added}");
+    let log = std::fs::File::create(dir.path().join("dc1-2.log")).unwrap();
+    let mut joiner = Command::new(common::BIN)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let list = up.ok(&["member", "list"]);
+    let id = list
+        .lines()
+        .find(|l| l.contains("dc1-2"))
+        .map(|l| l.split(',').next().unwrap().to_string())
+        .unwrap_or_else(|| panic!("{list}"));
+    assert!(list.lines().any(|l| l.contains("dc1-2") && l.ends_with("true")), "not a learner: {list}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let promoted = up.etcdctl(&["member", "promote", &id], None);
+        if promoted.status.success() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "promote failed: {}",
+            String::from_utf8_lossy(&promoted.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let list = up.ok(&["member", "list"]);
+    assert_eq!(list.lines().count(), 4, "{list}");
+    assert!(up.ok(&["member", "remove", &id]).contains("removed"));
+    assert_eq!(up.ok(&["member", "list"]).lines().count(), 3);
+    let _ = joiner.kill();
+    let _ = joiner.wait();
 }

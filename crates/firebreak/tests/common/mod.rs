@@ -20,6 +20,8 @@ pub struct Options {
     pub heartbeat_ms: u64,
     pub election_ms: u64,
     pub snapshot_entries: u64,
+    /// Space quota of each member, in bytes (None: the default).
+    pub quota_bytes: Option<u64>,
 }
 
 impl Default for Options {
@@ -29,6 +31,7 @@ impl Default for Options {
             heartbeat_ms: 50,
             election_ms: 500,
             snapshot_entries: 10_000,
+            quota_bytes: None,
         }
     }
 }
@@ -85,6 +88,9 @@ fn write_config(member: &Member, all: &[(String, String, u16, u16)], opts: &Opti
         opts.election_ms,
         opts.snapshot_entries,
     );
+    if let Some(q) = opts.quota_bytes {
+        text = format!("quota_backend_bytes = {q}\n{text}");
+    }
     for (name, dc, client, peer) in all {
         text.push_str(&format!(
             "\n[[initial_cluster]]\nname = \"{name}\"\npeer_url = \"http://127.0.0.1:{peer}\"\nclient_url = \"http://127.0.0.1:{client}\"\ndatacenter = \"{dc}\"\n"
@@ -111,6 +117,21 @@ impl Cluster {
     /// Starts `opts.members` members, spread round-robin over dc1..dc3,
     /// and waits until a write succeeds.
     pub async fn start(opts: Options) -> Cluster {
+        Cluster::prepare(opts).launch().await
+    }
+
+    /// Starts every member of a prepared cluster and waits until it takes
+    /// writes.
+    pub async fn launch(mut self) -> Cluster {
+        for i in 0..self.members.len() {
+            self.start_member(i);
+        }
+        self.wait_writable(Duration::from_secs(30)).await;
+        self
+    }
+
+    /// Writes the configs of a cluster without starting it.
+    pub fn prepare(opts: Options) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let specs: Vec<(String, String, u16, u16)> = (0..opts.members)
             .map(|i| {
@@ -137,12 +158,7 @@ impl Cluster {
             write_config(&member, &specs, &opts);
             members.push(member);
         }
-        let mut cluster = Cluster { dir, members };
-        for i in 0..cluster.members.len() {
-            cluster.start_member(i);
-        }
-        cluster.wait_writable(Duration::from_secs(30)).await;
-        cluster
+        Cluster { dir, members }
     }
 
     pub fn start_member(&mut self, i: usize) {

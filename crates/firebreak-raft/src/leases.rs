@@ -1,0 +1,204 @@
+//! The lease API of a member: grants and revokes go through the log;
+//! keep-alives and remaining TTLs are answered by the leader, which alone
+//! keeps deadlines (see [`crate::lessor`]).
+
+use std::future::Future;
+use std::sync::Weak;
+use std::time::Duration;
+
+use firebreak_mvcc::{LeaseGrantRequest, LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse, WriteCommand, WriteResponse};
+use openraft::ServerState;
+use tokio::time::Instant;
+
+use crate::error::{NodeError, Unavailable};
+use crate::node::Node;
+use crate::transport::{ForwardError, PeerRequest, PeerResponse};
+
+/// How often the leader looks for expired leases.
+const EXPIRY_TICK: Duration = Duration::from_millis(200);
+
+/// A lease's remaining life as `LeaseTimeToLive` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseTtl {
+    /// Seconds left; -1 if the lease does not exist.
+    pub ttl: i64,
+    pub granted_ttl: i64,
+    pub keys: Vec<bytes::Bytes>,
+}
+
+impl Node {
+    /// The term of this member's leadership, if it leads.
+    pub(crate) fn leading_term(&self) -> Option<u64> {
+        let m = self.raft.metrics().borrow().clone();
+        (m.state == ServerState::Leader && m.current_leader == Some(self.id)).then_some(m.current_term)
+    }
+
+    /// Grants a lease; `id` 0 lets the member choose one.
+    pub async fn lease_grant(&self, ttl: i64, id: i64) -> Result<LeaseGrantResponse, NodeError> {
+        let id = if id == 0 { rand::random::<i64>().abs().max(1) } else { id };
+        let ttl = ttl.max(self.min_lease_ttl);
+        self.check_quota(0).await?;
+        match self.write(WriteCommand::LeaseGrant(LeaseGrantRequest { id, ttl })).await? {
+            WriteResponse::LeaseGrant(r) => Ok(r),
+            other => unreachable!("a lease grant answered with {other:?}"),
+        }
+    }
+
+    pub async fn lease_revoke(&self, id: i64) -> Result<LeaseRevokeResponse, NodeError> {
+        match self.write(WriteCommand::LeaseRevoke(LeaseRevokeRequest { id })).await? {
+            WriteResponse::LeaseRevoke(r) => Ok(r),
+            other => unreachable!("a lease revoke answered with {other:?}"),
+        }
+    }
+
+    /// Renews a lease at the leader; answers its TTL, or 0 if it does not
+    /// exist (as etcd's keep-alive does).
+    pub async fn lease_keep_alive(&self, id: i64) -> Result<i64, NodeError> {
+        self.on_leader(
+            |node| node.leader_keep_alive(id),
+            PeerRequest::LeaseKeepAlive(id),
+            |resp| match resp {
+                PeerResponse::LeaseKeepAlive(r) => Some(r),
+                _ => None,
+            },
+        )
+        .await
+    }
+
+    /// A lease's remaining and granted TTL, and its keys if asked.
+    pub async fn lease_time_to_live(&self, id: i64, with_keys: bool) -> Result<LeaseTtl, NodeError> {
+        let ttl = self
+            .on_leader(
+                |node| node.leader_time_to_live(id),
+                PeerRequest::LeaseTimeToLive(id),
+                |resp| match resp {
+                    PeerResponse::LeaseTimeToLive(r) => Some(r),
+                    _ => None,
+                },
+            )
+            .await?;
+        let replica = self.replica.read().expect("replica lock");
+        Ok(match replica.store.lease(id) {
+            Some(lease) if ttl >= 0 => LeaseTtl {
+                ttl,
+                granted_ttl: lease.ttl,
+                keys: if with_keys { lease.keys.iter().cloned().collect() } else { Vec::new() },
+            },
+            _ => LeaseTtl {
+                ttl: -1,
+                granted_ttl: 0,
+                keys: Vec::new(),
+            },
+        })
+    }
+
+    /// Every lease id, as of a linearizable read.
+    pub async fn lease_ids(&self) -> Result<Vec<i64>, NodeError> {
+        self.read_barrier().await?;
+        Ok(self.replica.read().expect("replica lock").store.lease_ids())
+    }
+
+    pub(crate) async fn leader_keep_alive(&self, id: i64) -> Result<i64, ForwardError> {
+        if self.leading_term().is_none() {
+            return Err(ForwardError::NotLeader);
+        }
+        let ttl = self.replica.read().expect("replica lock").store.lease(id).map(|l| l.ttl);
+        Ok(match ttl {
+            Some(ttl) => {
+                self.lessor.renew(id, ttl);
+                ttl
+            }
+            None => 0,
+        })
+    }
+
+    pub(crate) async fn leader_time_to_live(&self, id: i64) -> Result<i64, ForwardError> {
+        if self.leading_term().is_none() {
+            return Err(ForwardError::NotLeader);
+        }
+        let granted = self.replica.read().expect("replica lock").store.lease(id).map(|l| l.ttl);
+        Ok(match granted {
+            None => -1,
+            Some(ttl) => self.lessor.remaining(id).unwrap_or(ttl),
+        })
+    }
+
+    /// Runs a request that only the leader can answer: here if this member
+    /// leads, else at the leader. Such requests are safe to retry.
+    pub(crate) async fn on_leader<'a, T, F, Fut>(
+        &'a self,
+        local: F,
+        remote: PeerRequest,
+        extract: fn(PeerResponse) -> Option<Result<T, ForwardError>>,
+    ) -> Result<T, NodeError>
+    where
+        F: Fn(&'a Node) -> Fut,
+        Fut: Future<Output = Result<T, ForwardError>> + 'a,
+    {
+        let deadline = Instant::now() + self.request_timeout;
+        loop {
+            let leader = self.raft.metrics().borrow().current_leader;
+            let answer = match leader {
+                Some(id) if id == self.id => Some(local(self).await),
+                Some(id) => {
+                    let addr = self
+                        .raft
+                        .metrics()
+                        .borrow()
+                        .membership_config
+                        .membership()
+                        .get_node(&id)
+                        .map(|m| m.peer_addr.clone());
+                    match addr {
+                        Some(addr) => {
+                            let remaining = deadline.saturating_duration_since(Instant::now());
+                            match self.peers.get(id, &addr).call(&remote, remaining).await {
+                                Ok(resp) => extract(resp),
+                                Err(_) => None,
+                            }
+                        }
+                        None => None,
+                    }
+                }
+                None => None,
+            };
+            match answer {
+                Some(Ok(v)) => return Ok(v),
+                Some(Err(ForwardError::Unavailable(_))) | Some(Err(ForwardError::NotLeader)) | None => {}
+            }
+            if Instant::now() + EXPIRY_TICK >= deadline {
+                return Err(Unavailable::NoLeader.into());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// The leader's expiry loop: revokes leases whose deadline passed.
+pub(crate) async fn expire_leases(node: Weak<Node>) {
+    loop {
+        tokio::time::sleep(EXPIRY_TICK).await;
+        let Some(node) = node.upgrade() else { return };
+        let term = node.leading_term();
+        let leases: Vec<(i64, i64)> = {
+            let replica = node.replica.read().expect("replica lock");
+            replica
+                .store
+                .lease_ids()
+                .into_iter()
+                .filter_map(|id| replica.store.lease(id).map(|l| (id, l.ttl)))
+                .collect()
+        };
+        for id in node.lessor.expired(term, &leases, node.election_timeout) {
+            // Do not propose the same revoke again while this one commits.
+            node.lessor.renew(id, 5);
+            let node = node.clone();
+            tokio::spawn(async move {
+                match node.lease_revoke(id).await {
+                    Ok(_) => tracing::info!(lease = format_args!("{id:x}"), "lease expired and revoked"),
+                    Err(e) => tracing::debug!(lease = format_args!("{id:x}"), error = %e, "revoking an expired lease"),
+                }
+            });
+        }
+    }
+}

@@ -1,0 +1,287 @@
+//! Membership changes at run time: add (as voter or learner), promote,
+//! remove and update members, through openraft's joint consensus.
+//!
+//! etcd's `MemberAdd` carries only peer URLs, so a new member's name and
+//! failure domains travel as query parameters of its peer URL:
+//! `http://10.0.4.5:2380?name=dc4-a&datacenter=dc4&room=r1`. The member id
+//! is derived from the name, as for the initial members, so the new member
+//! (started with `initial_cluster_state = "existing"` and that name) knows
+//! its own id.
+//!
+//! # Correctness
+//! - Every change that alters the voter set is checked against the
+//!   topology rule of `firebreak-config` before it is proposed: no change
+//!   may leave a voter set that spans fewer than three datacenters or in
+//!   which one failure domain holds a quorum. Replacing a burned
+//!   datacenter is therefore add-then-remove.
+//! - Changes run on the leader (forwarded there from any member) and go
+//!   through joint consensus, so there is never a moment with two
+//!   disjoint majorities.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use firebreak_config::topology::{check_topology, Domains};
+use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
+use openraft::ChangeMembers;
+use serde::{Deserialize, Serialize};
+
+use crate::error::NodeError;
+use crate::node::{MemberInfo, Node};
+use crate::transport::{ForwardError, PeerRequest, PeerResponse};
+use crate::types::{Member, NodeId};
+
+/// A requested change, as it travels to the leader.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum MembershipChange {
+    Add { peer_url: String, learner: bool },
+    Remove { id: NodeId },
+    Promote { id: NodeId },
+    Update { id: NodeId, peer_url: String },
+}
+
+/// Why a membership change was refused.
+#[derive(Debug, Clone, Serialize, Deserialize, thiserror::Error)]
+pub enum MembershipError {
+    #[error("etcdserver: member not found")]
+    NotFound,
+    #[error("etcdserver: Peer URLs already exists")]
+    PeerUrlExists,
+    #[error("etcdserver: member ID already exist")]
+    IdExists,
+    #[error("etcdserver: can only promote a learner member")]
+    NotLearner,
+    #[error("etcdserver: can only promote a learner member which is in sync with leader")]
+    LearnerNotReady,
+    #[error("etcdserver: {0}")]
+    BadUrl(String),
+    #[error("etcdserver: membership change refused: {0}")]
+    Topology(String),
+    #[error("etcdserver: {0}")]
+    Unavailable(String),
+}
+
+/// A parsed peer URL: `host:port`, the URL without its query, and the
+/// name and domains given in the query.
+struct PeerUrl {
+    addr: String,
+    url: String,
+    name: Option<String>,
+    domains: Domains,
+    has_datacenter: bool,
+}
+
+fn parse_peer_url(raw: &str) -> Result<PeerUrl, MembershipError> {
+    let (url, query) = raw.split_once('?').unwrap_or((raw, ""));
+    let addr = firebreak_config::url_host_port(url).to_string();
+    if !addr.contains(':') {
+        return Err(MembershipError::BadUrl(format!("peer URL {raw:?} has no host:port")));
+    }
+    let mut out = PeerUrl {
+        addr,
+        url: url.to_string(),
+        name: None,
+        domains: Domains::default(),
+        has_datacenter: false,
+    };
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let v = v.to_string();
+        match k {
+            "name" => out.name = Some(v),
+            "datacenter" | "dc" => {
+                out.domains.datacenter = v;
+                out.has_datacenter = true;
+            }
+            "room" => out.domains.room = Some(v),
+            "rack" => out.domains.rack = Some(v),
+            "host" => out.domains.host = Some(v),
+            other => {
+                return Err(MembershipError::BadUrl(format!(
+                    "unknown peer URL parameter {other:?} (use name, datacenter, room, rack, host)"
+                )))
+            }
+        }
+    }
+    Ok(out)
+}
+
+impl Node {
+    /// Applies a membership change (at the leader) and returns the members
+    /// after it, with the id the change concerned.
+    pub async fn change_members(&self, change: MembershipChange) -> Result<(NodeId, Vec<MemberInfo>), NodeError> {
+        let result = self
+            .on_leader(
+                |node| {
+                    let change = change.clone();
+                    async move { Ok(node.leader_change_members(change).await) }
+                },
+                PeerRequest::Membership(change.clone()),
+                |resp| match resp {
+                    PeerResponse::Membership(r) => Some(r),
+                    _ => None,
+                },
+            )
+            .await?;
+        match result {
+            Ok(id) => Ok((id, self.members())),
+            Err(MembershipError::Unavailable(_)) => Err(crate::error::Unavailable::Timeout.into()),
+            Err(e) => Err(NodeError::Membership(e)),
+        }
+    }
+
+    pub(crate) async fn leader_change_members(&self, change: MembershipChange) -> Result<NodeId, MembershipError> {
+        if self.leading_term().is_none() {
+            return Err(MembershipError::Unavailable("not the leader".into()));
+        }
+        let config = self.raft.metrics().borrow().membership_config.clone();
+        let membership = config.membership();
+        let nodes: BTreeMap<NodeId, Member> = membership.nodes().map(|(id, m)| (*id, m.clone())).collect();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let check = |voters: &BTreeSet<NodeId>, nodes: &BTreeMap<NodeId, Member>| {
+            let named: Vec<(String, Domains)> = voters
+                .iter()
+                .filter_map(|id| nodes.get(id).map(|m| (m.name.clone(), m.domains.clone())))
+                .collect();
+            check_topology(named.iter().map(|(n, d)| (n.as_str(), d))).map_err(|e| MembershipError::Topology(e.to_string()))
+        };
+        let raft_err = |e: RaftError<NodeId, ClientWriteError<NodeId, Member>>| match e {
+            RaftError::APIError(ClientWriteError::ChangeMembershipError(ChangeMembershipError::LearnerNotFound(_))) => {
+                MembershipError::NotFound
+            }
+            other => MembershipError::Unavailable(other.to_string()),
+        };
+        match change {
+            MembershipChange::Add { peer_url, learner } => {
+                let url = parse_peer_url(&peer_url)?;
+                let name = url.name.clone().ok_or_else(|| {
+                    MembershipError::BadUrl(
+                        "give the new member's name in its peer URL, e.g. http://10.0.4.5:2380?name=dc4-a&datacenter=dc4"
+                            .into(),
+                    )
+                })?;
+                if !url.has_datacenter {
+                    return Err(MembershipError::BadUrl(
+                        "give the new member's datacenter in its peer URL, e.g. ...?name=dc4-a&datacenter=dc4".into(),
+                    ));
+                }
+                if nodes.values().any(|m| m.peer_addr == url.addr) {
+                    return Err(MembershipError::PeerUrlExists);
+                }
+                let id = firebreak_config::member_id(&name);
+                if nodes.contains_key(&id) {
+                    return Err(MembershipError::IdExists);
+                }
+                let member = Member {
+                    name,
+                    peer_addr: url.addr,
+                    peer_url: url.url,
+                    client_url: String::new(),
+                    domains: url.domains,
+                };
+                if !learner {
+                    let mut after_nodes = nodes.clone();
+                    after_nodes.insert(id, member.clone());
+                    let mut after = voters.clone();
+                    after.insert(id);
+                    check(&after, &after_nodes)?;
+                }
+                self.raft.add_learner(id, member, false).await.map_err(raft_err)?;
+                if !learner {
+                    self.raft
+                        .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+                        .await
+                        .map_err(raft_err)?;
+                }
+                Ok(id)
+            }
+            MembershipChange::Promote { id } => {
+                if !nodes.contains_key(&id) {
+                    return Err(MembershipError::NotFound);
+                }
+                if voters.contains(&id) {
+                    return Err(MembershipError::NotLearner);
+                }
+                let metrics = self.raft.metrics().borrow().clone();
+                let last = metrics.last_log_index.unwrap_or(0);
+                let matched = metrics
+                    .replication
+                    .as_ref()
+                    .and_then(|r| r.get(&id).cloned().flatten())
+                    .map_or(0, |l| l.index);
+                // etcd's rule: a learner within 10% of the leader's log.
+                if last.saturating_sub(matched) > last / 10 + 10 {
+                    return Err(MembershipError::LearnerNotReady);
+                }
+                let mut after = voters.clone();
+                after.insert(id);
+                check(&after, &nodes)?;
+                self.raft
+                    .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+                    .await
+                    .map_err(raft_err)?;
+                Ok(id)
+            }
+            MembershipChange::Remove { id } => {
+                if !nodes.contains_key(&id) {
+                    return Err(MembershipError::NotFound);
+                }
+                if voters.contains(&id) {
+                    let mut after = voters.clone();
+                    after.remove(&id);
+                    check(&after, &nodes)?;
+                    self.raft
+                        .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false)
+                        .await
+                        .map_err(raft_err)?;
+                } else {
+                    self.raft
+                        .change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false)
+                        .await
+                        .map_err(raft_err)?;
+                }
+                Ok(id)
+            }
+            MembershipChange::Update { id, peer_url } => {
+                let mut member = nodes.get(&id).cloned().ok_or(MembershipError::NotFound)?;
+                let url = parse_peer_url(&peer_url)?;
+                if nodes.iter().any(|(other, m)| *other != id && m.peer_addr == url.addr) {
+                    return Err(MembershipError::PeerUrlExists);
+                }
+                member.peer_addr = url.addr;
+                member.peer_url = url.url;
+                if url.has_datacenter {
+                    member.domains = url.domains;
+                }
+                if voters.contains(&id) {
+                    let mut after_nodes = nodes.clone();
+                    after_nodes.insert(id, member.clone());
+                    check(&voters, &after_nodes)?;
+                }
+                self.raft
+                    .change_membership(ChangeMembers::SetNodes(BTreeMap::from([(id, member)])), false)
+                    .await
+                    .map_err(raft_err)?;
+                Ok(id)
+            }
+        }
+    }
+}
+
+/// Forwarded membership changes answer with this.
+pub(crate) type MembershipResult = Result<Result<NodeId, MembershipError>, ForwardError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peer_urls_carry_name_and_domains() {
+        let u = parse_peer_url("http://10.0.4.5:2380?name=dc4-a&datacenter=dc4&room=r1").unwrap();
+        assert_eq!(u.addr, "10.0.4.5:2380");
+        assert_eq!(u.url, "http://10.0.4.5:2380");
+        assert_eq!(u.name.as_deref(), Some("dc4-a"));
+        assert_eq!(u.domains.datacenter, "dc4");
+        assert_eq!(u.domains.room.as_deref(), Some("r1"));
+        assert!(parse_peer_url("http://10.0.4.5:2380?color=red").is_err());
+    }
+}

@@ -1,0 +1,221 @@
+//! Watch sessions: the watchers of one client stream, and the events each
+//! is owed.
+//!
+//! A session is driven by its stream: requests create and cancel
+//! watchers, and every time the replica applies new entries the session
+//! is [synced](WatchSession::sync), producing the events of each watcher
+//! since the last revision it was sent. The protocol layer only encodes
+//! the [`WatchUpdate`]s.
+//!
+//! # Correctness
+//! - Each watcher has `next`: the first revision it has not been sent.
+//!   A sync sends every event in `next..=current` and sets `next` to
+//!   `current + 1`, so events arrive in revision order with no gap and no
+//!   duplicate. A client that resumes on another member from its last
+//!   revision plus one therefore misses nothing (unless compacted, which
+//!   is reported as etcd reports it).
+//! - A watcher whose `next` falls below the compaction revision is
+//!   cancelled with `compact_revision` set.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use firebreak_mvcc::{Event, EventKind, KvError};
+
+use crate::node::Node;
+
+/// What a client asks to watch.
+#[derive(Debug, Clone, Default)]
+pub struct WatchSpec {
+    pub key: Bytes,
+    pub range_end: Bytes,
+    /// First revision to send; 0 for "after the current one".
+    pub start_revision: i64,
+    pub no_put: bool,
+    pub no_delete: bool,
+    pub prev_kv: bool,
+    pub progress_notify: bool,
+    /// Requested watch id; 0 lets the session choose.
+    pub watch_id: i64,
+}
+
+/// What the session has to tell the client. Every update carries the
+/// replica's revision at the time, for the response header.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WatchUpdate {
+    Created { id: i64, revision: i64 },
+    Events { id: i64, revision: i64, events: Vec<Event> },
+    /// Cancelled by the client, by compaction (`compact_revision` > 0) or
+    /// refused at creation (`reason`).
+    Canceled {
+        id: i64,
+        revision: i64,
+        compact_revision: i64,
+        reason: String,
+    },
+    /// Nothing happened to this watcher (id -1: answer to a progress
+    /// request, for the whole stream) up to `revision`.
+    Progress { id: i64, revision: i64 },
+}
+
+struct Watcher {
+    spec: WatchSpec,
+    /// First revision not yet sent.
+    next: i64,
+    /// Whether any event was sent since the last progress tick.
+    active: bool,
+}
+
+/// The watchers of one client stream.
+pub struct WatchSession {
+    node: Arc<Node>,
+    watchers: BTreeMap<i64, Watcher>,
+    next_id: i64,
+}
+
+impl WatchSession {
+    pub fn new(node: Arc<Node>) -> WatchSession {
+        WatchSession {
+            node,
+            watchers: BTreeMap::new(),
+            next_id: 0,
+        }
+    }
+
+    /// Number of live watchers.
+    pub fn len(&self) -> usize {
+        self.watchers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.watchers.is_empty()
+    }
+
+    pub fn create(&mut self, spec: WatchSpec) -> Vec<WatchUpdate> {
+        let (current, _) = self.node.revision_window();
+        let id = if spec.watch_id != 0 {
+            spec.watch_id
+        } else {
+            while self.watchers.contains_key(&self.next_id) {
+                self.next_id += 1;
+            }
+            self.next_id
+        };
+        if self.watchers.contains_key(&id) || id < 0 {
+            return vec![WatchUpdate::Canceled {
+                id,
+                revision: current,
+                compact_revision: 0,
+                reason: "etcdserver: duplicate watch ID".into(),
+            }];
+        }
+        if spec.key.is_empty() {
+            return vec![WatchUpdate::Canceled {
+                id,
+                revision: current,
+                compact_revision: 0,
+                reason: KvError::EmptyKey.to_string(),
+            }];
+        }
+        let next = if spec.start_revision > 0 { spec.start_revision } else { current + 1 };
+        self.watchers.insert(
+            id,
+            Watcher {
+                spec,
+                next,
+                active: false,
+            },
+        );
+        let mut out = vec![WatchUpdate::Created { id, revision: current }];
+        out.extend(self.sync_one(id, current));
+        out
+    }
+
+    pub fn cancel(&mut self, id: i64) -> Vec<WatchUpdate> {
+        let (current, _) = self.node.revision_window();
+        match self.watchers.remove(&id) {
+            Some(_) => vec![WatchUpdate::Canceled {
+                id,
+                revision: current,
+                compact_revision: 0,
+                reason: String::new(),
+            }],
+            None => Vec::new(),
+        }
+    }
+
+    /// Events of every watcher up to the replica's current revision.
+    pub fn sync(&mut self) -> Vec<WatchUpdate> {
+        let (current, _) = self.node.revision_window();
+        let ids: Vec<i64> = self.watchers.keys().copied().collect();
+        ids.into_iter().flat_map(|id| self.sync_one(id, current)).collect()
+    }
+
+    fn sync_one(&mut self, id: i64, current: i64) -> Vec<WatchUpdate> {
+        let Some(w) = self.watchers.get_mut(&id) else { return Vec::new() };
+        if w.next > current {
+            return Vec::new();
+        }
+        match self.node.events(&w.spec.key, &w.spec.range_end, w.next, current) {
+            Err(_) => {
+                let (_, compacted) = self.node.revision_window();
+                self.watchers.remove(&id);
+                vec![WatchUpdate::Canceled {
+                    id,
+                    revision: current,
+                    compact_revision: compacted,
+                    reason: KvError::Compacted.to_string(),
+                }]
+            }
+            Ok(events) => {
+                w.next = current + 1;
+                let events: Vec<Event> = events
+                    .into_iter()
+                    .map(|(_, e)| e)
+                    .filter(|e| match e.kind {
+                        EventKind::Put => !w.spec.no_put,
+                        EventKind::Delete => !w.spec.no_delete,
+                    })
+                    .map(|mut e| {
+                        if !w.spec.prev_kv {
+                            e.prev_kv = None;
+                        }
+                        e
+                    })
+                    .collect();
+                if events.is_empty() {
+                    return Vec::new();
+                }
+                w.active = true;
+                vec![WatchUpdate::Events {
+                    id,
+                    revision: current,
+                    events,
+                }]
+            }
+        }
+    }
+
+    /// The answer to a progress request: the stream is synced up to now.
+    pub fn progress_all(&mut self) -> Vec<WatchUpdate> {
+        let mut out = self.sync();
+        let (current, _) = self.node.revision_window();
+        out.push(WatchUpdate::Progress { id: -1, revision: current });
+        out
+    }
+
+    /// Periodic progress: for each watcher that asked for it and got no
+    /// event since the last tick.
+    pub fn progress_tick(&mut self) -> Vec<WatchUpdate> {
+        let mut out = self.sync();
+        let (current, _) = self.node.revision_window();
+        for (id, w) in &mut self.watchers {
+            if w.spec.progress_notify && !w.active {
+                out.push(WatchUpdate::Progress { id: *id, revision: current });
+            }
+            w.active = false;
+        }
+        out
+    }
+}
