@@ -22,11 +22,23 @@ async fn client_without(cluster: &Cluster, skip: usize) -> Client {
 async fn a_watcher_sees_every_event_once_while_the_leader_is_killed() {
     let mut cluster = Cluster::start(Options::default()).await;
     let leader = cluster.leader().await;
-    let start = cluster.client().await.get("__ready", None).await.unwrap().header().unwrap().revision() + 1;
+    let start = cluster
+        .client()
+        .await
+        .get("__ready", None)
+        .await
+        .unwrap()
+        .header()
+        .unwrap()
+        .revision()
+        + 1;
 
     // The watcher is served by the leader's member, which will die.
     let watch_endpoint = cluster.members[leader].endpoint();
-    let others: Vec<String> = (0..3).filter(|i| *i != leader).map(|i| cluster.members[i].endpoint()).collect();
+    let others: Vec<String> = (0..3)
+        .filter(|i| *i != leader)
+        .map(|i| cluster.members[i].endpoint())
+        .collect();
     let watcher = tokio::spawn(async move {
         let mut seen: Vec<(i64, String)> = Vec::new();
         let mut next = start;
@@ -37,7 +49,9 @@ async fn a_watcher_sees_every_event_once_while_the_leader_is_killed() {
                 endpoints = others.clone();
                 continue;
             };
-            let Ok(mut stream) = c.watch("w/", Some(WatchOptions::new().with_prefix().with_start_revision(next))).await
+            let Ok(mut stream) = c
+                .watch("w/", Some(WatchOptions::new().with_prefix().with_start_revision(next)))
+                .await
             else {
                 endpoints = others.clone();
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -92,7 +106,10 @@ async fn a_watcher_sees_every_event_once_while_the_leader_is_killed() {
     sorted.dedup();
     assert_eq!(revs, sorted, "events out of order or duplicated");
     for (rev, key) in &revisions {
-        assert!(seen.contains(&(*rev, key.clone())), "the watcher missed {key} at revision {rev}");
+        assert!(
+            seen.contains(&(*rev, key.clone())),
+            "the watcher missed {key} at revision {rev}"
+        );
     }
 }
 
@@ -102,7 +119,9 @@ async fn a_kept_alive_lease_survives_a_leader_kill_and_expires_after() {
     let mut c = cluster.client().await;
     let lease = c.lease_grant(2, None).await.unwrap();
     let id = lease.id();
-    c.put("session", "alive", Some(PutOptions::new().with_lease(id))).await.unwrap();
+    c.put("session", "alive", Some(PutOptions::new().with_lease(id)))
+        .await
+        .unwrap();
 
     let leader = cluster.leader().await;
     let mut keeper = client_without(&cluster, leader).await;
@@ -140,14 +159,21 @@ async fn a_lock_blocks_others_until_released_or_its_lease_ends() {
     let mut b = cluster.client_of(1).await;
     let lease_a = a.lease_grant(30, None).await.unwrap().id();
     let lease_b = b.lease_grant(30, None).await.unwrap().id();
-    let held = a.lock("job", Some(LockOptions::new().with_lease(lease_a))).await.unwrap();
+    let held = a
+        .lock("job", Some(LockOptions::new().with_lease(lease_a)))
+        .await
+        .unwrap();
 
     let mut b2 = b.clone();
     let waiter = tokio::spawn(async move { b2.lock("job", Some(LockOptions::new().with_lease(lease_b))).await });
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(!waiter.is_finished(), "a second holder got the lock");
     a.unlock(held.key()).await.unwrap();
-    let got_b = tokio::time::timeout(Duration::from_secs(10), waiter).await.unwrap().unwrap().unwrap();
+    let got_b = tokio::time::timeout(Duration::from_secs(10), waiter)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert!(got_b.key().starts_with(b"job/"));
 
     // A third waiter gets it when the holder's lease ends.
@@ -158,7 +184,11 @@ async fn a_lock_blocks_others_until_released_or_its_lease_ends() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(!waiter.is_finished());
     b.lease_revoke(lease_b).await.unwrap();
-    tokio::time::timeout(Duration::from_secs(10), waiter).await.unwrap().unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(10), waiter)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -180,11 +210,22 @@ async fn elections_campaign_proclaim_observe_and_resign() {
     let challenger = tokio::spawn(async move { b2.campaign("svc", "b-1", lease_b).await });
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(!challenger.is_finished());
-    a.proclaim("a-2", Some(etcd_client::ProclaimOptions::new().with_leader(leader_key.clone()))).await.unwrap();
+    a.proclaim(
+        "a-2",
+        Some(etcd_client::ProclaimOptions::new().with_leader(leader_key.clone())),
+    )
+    .await
+    .unwrap();
     let second = observer.message().await.unwrap().unwrap();
     assert_eq!(second.kv().unwrap().value(), b"a-2");
-    a.resign(Some(etcd_client::ResignOptions::new().with_leader(leader_key))).await.unwrap();
-    tokio::time::timeout(Duration::from_secs(10), challenger).await.unwrap().unwrap().unwrap();
+    a.resign(Some(etcd_client::ResignOptions::new().with_leader(leader_key)))
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), challenger)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(a.leader("svc").await.unwrap().kv().unwrap().value(), b"b-1");
 }
 
@@ -221,20 +262,29 @@ async fn maintenance_hashes_agree_and_the_space_quota_alarms() {
     }
     let refused = refused.expect("the quota was never hit");
     assert!(refused.contains("database space exceeded"), "{refused}");
-    let alarms = c.alarm(etcd_client::AlarmAction::Get, etcd_client::AlarmType::None, None).await.unwrap();
+    let alarms = c
+        .alarm(etcd_client::AlarmAction::Get, etcd_client::AlarmType::None, None)
+        .await
+        .unwrap();
     assert_eq!(alarms.alarms().len(), 1);
     assert!(c.put("small", "v", None).await.is_err(), "writes go on under NOSPACE");
 
     // Free space, compact, disarm: writes are back.
-    c.delete("big", Some(etcd_client::DeleteOptions::new().with_prefix())).await.unwrap();
+    c.delete("big", Some(etcd_client::DeleteOptions::new().with_prefix()))
+        .await
+        .unwrap();
     let now = c.get("k0", None).await.unwrap().header().unwrap().revision();
     c.compact(now, None).await.unwrap();
     let member = alarms.alarms()[0].member_id();
     let mut disarm = etcd_client::AlarmOptions::new();
     disarm.with_member(member);
-    c.alarm(etcd_client::AlarmAction::Deactivate, etcd_client::AlarmType::Nospace, Some(disarm))
-        .await
-        .unwrap();
+    c.alarm(
+        etcd_client::AlarmAction::Deactivate,
+        etcd_client::AlarmType::Nospace,
+        Some(disarm),
+    )
+    .await
+    .unwrap();
     c.put("small", "v", None).await.unwrap();
 }
 
@@ -281,4 +331,206 @@ async fn a_snapshot_restores_a_new_cluster() {
     let mut r = restored.client().await;
     let got = r.get("s/", Some(GetOptions::new().with_prefix())).await.unwrap();
     assert_eq!(got.count(), 30);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_from_the_past_filters_progress_fragments_and_compaction() {
+    let cluster = Cluster::start(Options::default()).await;
+    let mut c = cluster.client().await;
+    let first = c.put("f/a", "1", None).await.unwrap().header().unwrap().revision();
+    c.put("f/a", "2", None).await.unwrap();
+    c.delete("f/a", None).await.unwrap();
+
+    // From a past revision, with prev_kv and the NOPUT filter.
+    let mut s = c
+        .watch(
+            "f/",
+            Some(
+                WatchOptions::new()
+                    .with_prefix()
+                    .with_start_revision(first)
+                    .with_prev_key()
+                    .with_filters([etcd_client::WatchFilterType::NoPut]),
+            ),
+        )
+        .await
+        .unwrap();
+    let created = s.message().await.unwrap().unwrap();
+    assert!(created.created());
+    let events = s.message().await.unwrap().unwrap();
+    assert_eq!(events.events().len(), 1);
+    let delete = &events.events()[0];
+    assert_eq!(delete.event_type(), EventType::Delete);
+    assert_eq!(delete.prev_kv().unwrap().value(), b"2");
+
+    // A progress request answers with the current revision.
+    s.request_progress().await.unwrap();
+    let progress = s.message().await.unwrap().unwrap();
+    assert!(progress.events().is_empty());
+    let now = c.get("f/a", None).await.unwrap().header().unwrap().revision();
+    assert_eq!(progress.header().unwrap().revision(), now);
+
+    // Two 1 MiB events do not fit one message: fragments.
+    let big = vec![b'x'; 1 << 20];
+    let from = c
+        .put("big/1", big.clone(), None)
+        .await
+        .unwrap()
+        .header()
+        .unwrap()
+        .revision();
+    c.put("big/2", big, None).await.unwrap();
+    let mut f = c
+        .watch(
+            "big/",
+            Some(
+                WatchOptions::new()
+                    .with_prefix()
+                    .with_start_revision(from)
+                    .with_fragment(),
+            ),
+        )
+        .await
+        .unwrap();
+    let mut events = 0;
+    let mut fragments = 0;
+    while events < 2 {
+        let m = f.message().await.unwrap().unwrap();
+        events += m.events().len();
+        fragments += usize::from(m.0.fragment);
+    }
+    assert!(fragments >= 1, "a 2 MiB batch was sent unfragmented");
+
+    // A start below the compaction revision is cancelled with it.
+    let head = c.get("f/a", None).await.unwrap().header().unwrap().revision();
+    c.compact(head, None).await.unwrap();
+    let mut old = c
+        .watch("f/", Some(WatchOptions::new().with_prefix().with_start_revision(first)))
+        .await
+        .unwrap();
+    let mut cancelled = None;
+    while let Some(m) = old.message().await.unwrap() {
+        if m.canceled() {
+            cancelled = Some(m.compact_revision());
+            break;
+        }
+    }
+    assert_eq!(cancelled, Some(head));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_thousand_watchers_on_one_member_each_get_the_event() {
+    let cluster = Cluster::start(Options::default()).await;
+    let mut c = cluster.client_of(0).await;
+    let mut streams = Vec::new();
+    for i in 0..2000 {
+        streams.push(c.watch(format!("many/{}", i % 50), None).await.unwrap());
+    }
+    for s in &mut streams {
+        assert!(s.message().await.unwrap().unwrap().created());
+    }
+    let started = Instant::now();
+    for k in 0..50 {
+        c.put(format!("many/{k}"), "x", None).await.unwrap();
+    }
+    for s in &mut streams {
+        let m = tokio::time::timeout(Duration::from_secs(20), s.message())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(m.events().len(), 1);
+    }
+    eprintln!("2000 watchers: 50 writes delivered to all in {:?}", started.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burned_datacenter_is_replaced_while_clients_write() {
+    let mut cluster = Cluster::start(Options::default()).await;
+    // dc3's member burns.
+    let burned = 2;
+    cluster.kill(burned);
+    let mut c = client_without(&cluster, burned).await;
+    let writer = {
+        let mut c = c.clone();
+        tokio::spawn(async move {
+            let mut acked = Vec::new();
+            for i in 0..300 {
+                if c.put(format!("r/{i:03}"), "v", None).await.is_ok() {
+                    acked.push(i);
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            acked
+        })
+    };
+
+    // Removing it first would leave two datacenters: refused.
+    let members = c.member_list().await.unwrap();
+    let burned_id = members.members().iter().find(|m| m.name() == "m3").unwrap().id();
+    let refused = c.member_remove(burned_id).await.unwrap_err().to_string();
+    assert!(refused.contains("span only 2 datacenter"), "{refused}");
+
+    // A new member in dc4 joins, then the burned one is removed.
+    let (client, peer) = (common::free_port(), common::free_port());
+    let dir = cluster.dir.path().to_path_buf();
+    let config = dir.join("m4.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "name = \"m4\"\ndatacenter = \"dc4\"\ndata_dir = \"{}\"\nlisten_client = \"127.0.0.1:{client}\"\nlisten_peer = \"127.0.0.1:{peer}\"\ninitial_cluster_state = \"existing\"\n[raft]\nheartbeat_interval_ms = 50\nelection_timeout_ms = 500\n[[initial_cluster]]\nname = \"m4\"\npeer_url = \"http://127.0.0.1:{peer}\"\nclient_url = \"http://127.0.0.1:{client}\"\ndatacenter = \"dc4\"\n",
+            dir.join("m4").display()
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.join("m4.log")).unwrap();
+    let mut m4 = std::process::Command::new(common::BIN)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let added = c
+        .member_add([format!("http://127.0.0.1:{peer}?name=m4&datacenter=dc4")], None)
+        .await
+        .unwrap();
+    let m4_id = added.member().unwrap().id();
+    c.member_remove(burned_id).await.unwrap();
+    let names: Vec<String> = c
+        .member_list()
+        .await
+        .unwrap()
+        .members()
+        .iter()
+        .map(|m| m.name().to_string())
+        .collect();
+    assert_eq!(names.len(), 3, "{names:?}");
+    assert!(names.contains(&"m4".to_string()));
+
+    let acked = writer.await.unwrap();
+    assert!(
+        acked.len() > 250,
+        "writes stalled during the replacement: {} of 300",
+        acked.len()
+    );
+    // The new member holds every acknowledged write.
+    let mut fresh = common::connect(&[format!("http://127.0.0.1:{client}")]).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let got = fresh
+            .get(
+                "r/",
+                Some(GetOptions::new().with_prefix().with_serializable().with_count_only()),
+            )
+            .await;
+        if got.map(|g| g.count()).unwrap_or(0) as usize >= acked.len() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the new member did not catch up");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let _ = m4_id;
+    let _ = m4.kill();
+    let _ = m4.wait();
 }
