@@ -6,7 +6,9 @@ use std::future::Future;
 use std::sync::Weak;
 use std::time::Duration;
 
-use firebreak_mvcc::{LeaseGrantRequest, LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse, WriteCommand, WriteResponse};
+use firebreak_mvcc::{
+    LeaseGrantRequest, LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse, WriteCommand, WriteResponse,
+};
 use openraft::ServerState;
 use tokio::time::Instant;
 
@@ -35,10 +37,14 @@ impl Node {
 
     /// Grants a lease; `id` 0 lets the member choose one.
     pub async fn lease_grant(&self, ttl: i64, id: i64) -> Result<LeaseGrantResponse, NodeError> {
-        let id = if id == 0 { rand::random::<i64>().abs().max(1) } else { id };
+        // A positive id that fits etcd's int64 lease ids.
+        let id = if id == 0 { ((rand::random::<u64>() >> 1) as i64).max(1) } else { id };
         let ttl = ttl.max(self.min_lease_ttl);
         self.check_quota(0).await?;
-        match self.write(WriteCommand::LeaseGrant(LeaseGrantRequest { id, ttl })).await? {
+        match self
+            .write(WriteCommand::LeaseGrant(LeaseGrantRequest { id, ttl }))
+            .await?
+        {
             WriteResponse::LeaseGrant(r) => Ok(r),
             other => unreachable!("a lease grant answered with {other:?}"),
         }
@@ -82,7 +88,11 @@ impl Node {
             Some(lease) if ttl >= 0 => LeaseTtl {
                 ttl,
                 granted_ttl: lease.ttl,
-                keys: if with_keys { lease.keys.iter().cloned().collect() } else { Vec::new() },
+                keys: if with_keys {
+                    lease.keys.iter().cloned().collect()
+                } else {
+                    Vec::new()
+                },
             },
             _ => LeaseTtl {
                 ttl: -1,
@@ -102,7 +112,13 @@ impl Node {
         if self.leading_term().is_none() {
             return Err(ForwardError::NotLeader);
         }
-        let ttl = self.replica.read().expect("replica lock").store.lease(id).map(|l| l.ttl);
+        let ttl = self
+            .replica
+            .read()
+            .expect("replica lock")
+            .store
+            .lease(id)
+            .map(|l| l.ttl);
         Ok(match ttl {
             Some(ttl) => {
                 self.lessor.renew(id, ttl);
@@ -116,7 +132,13 @@ impl Node {
         if self.leading_term().is_none() {
             return Err(ForwardError::NotLeader);
         }
-        let granted = self.replica.read().expect("replica lock").store.lease(id).map(|l| l.ttl);
+        let granted = self
+            .replica
+            .read()
+            .expect("replica lock")
+            .store
+            .lease(id)
+            .map(|l| l.ttl);
         Ok(match granted {
             None => -1,
             Some(ttl) => self.lessor.remaining(id).unwrap_or(ttl),

@@ -102,9 +102,15 @@ pub struct Node {
     pub(crate) quota_bytes: u64,
     /// The applied revision, for watchers.
     revisions: tokio::sync::watch::Receiver<i64>,
-    /// Background tasks (peer listener, lease expiry), stopped on shutdown.
+    /// Background tasks (peer listener, lease expiry, read batching),
+    /// stopped on shutdown.
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// Readers waiting for a read index; see [`batch_read_indexes`].
+    read_requests: tokio::sync::mpsc::UnboundedSender<ReadWaiter>,
 }
+
+/// Where a reader waits for the read index of its batch.
+type ReadWaiter = tokio::sync::oneshot::Sender<Result<Option<u64>, NodeError>>;
 
 /// The cluster id: a hash of the initial members' ids, the same on every
 /// member.
@@ -194,7 +200,9 @@ impl Node {
             }
         }
 
+        let (read_requests, read_queue) = tokio::sync::mpsc::unbounded_channel();
         let node = Arc::new(Node {
+            read_requests,
             id: config.id,
             cluster_id: cluster_id(config.members.iter().map(|m| m.id)),
             raft,
@@ -210,7 +218,8 @@ impl Node {
         });
         let server = tokio::spawn(serve_peers(listener, Arc::downgrade(&node)));
         let expiry = tokio::spawn(crate::leases::expire_leases(Arc::downgrade(&node)));
-        node.tasks.lock().expect("tasks lock").extend([server, expiry]);
+        let reads = tokio::spawn(batch_read_indexes(Arc::downgrade(&node), read_queue));
+        node.tasks.lock().expect("tasks lock").extend([server, expiry, reads]);
         Ok(node)
     }
 
@@ -235,7 +244,11 @@ impl Node {
         from: i64,
         to: i64,
     ) -> Result<Vec<(i64, firebreak_mvcc::Event)>, KvError> {
-        self.replica.read().expect("replica lock").store.events(key, range_end, from, to)
+        self.replica
+            .read()
+            .expect("replica lock")
+            .store
+            .events(key, range_end, from, to)
     }
 
     /// The current and compaction revisions of this replica.
@@ -404,22 +417,34 @@ impl Node {
         }
     }
 
-    /// The read index, if this node is the leader and a quorum confirms it.
+    /// The read index, if this node is the leader and a quorum confirms it
+    /// (batched with the reads of this member).
     async fn leader_read_index(&self) -> Result<u64, ForwardError> {
-        let deadline = Instant::now() + self.request_timeout;
-        match tokio::time::timeout_at(deadline, self.raft.get_read_log_id()).await {
-            Ok(Ok((read, _))) => Ok(read.map_or(0, |l| l.index)),
-            Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_)))) => Err(ForwardError::NotLeader),
-            Ok(Err(e)) => Err(ForwardError::Unavailable(e.to_string())),
-            Err(_) => Err(ForwardError::Unavailable("read index timed out".into())),
+        if self.leading_term().is_none() {
+            return Err(ForwardError::NotLeader);
         }
+        match self.batched_read_index().await {
+            Ok(Some(index)) => Ok(index),
+            Ok(None) => Err(ForwardError::NotLeader),
+            Err(e) => Err(ForwardError::Unavailable(e.to_string())),
+        }
+    }
+
+    /// A read index from a leadership confirmation that starts after this
+    /// call: concurrent readers share one confirmation.
+    async fn batched_read_index(&self) -> Result<Option<u64>, NodeError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if self.read_requests.send(tx).is_err() {
+            return Err(NodeError::Stopped("shutting down".into()));
+        }
+        rx.await.unwrap_or_else(|_| Err(NodeError::Stopped("shutting down".into())))
     }
 
     /// Waits until this replica may serve a linearizable read.
     pub async fn read_barrier(&self) -> Result<(), NodeError> {
         let deadline = Instant::now() + self.request_timeout;
         loop {
-            if let Some(index) = self.read_index_once(deadline).await? {
+            if let Some(index) = self.batched_read_index().await? {
                 let remaining = deadline.saturating_duration_since(Instant::now());
                 return self
                     .raft
@@ -523,6 +548,27 @@ fn txn_put_bytes(req: &TxnRequest) -> usize {
             _ => 0,
         })
         .sum()
+}
+
+/// Serves read-index requests in batches: takes every reader waiting now,
+/// obtains one read index for all of them, answers, and repeats. A reader
+/// that arrives during a confirmation waits for the next one, so every
+/// reader's index comes from a confirmation that began after it arrived,
+/// which is what makes the read linearizable.
+async fn batch_read_indexes(node: std::sync::Weak<Node>, mut queue: tokio::sync::mpsc::UnboundedReceiver<ReadWaiter>) {
+    while let Some(first) = queue.recv().await {
+        let mut waiters = vec![first];
+        while let Ok(more) = queue.try_recv() {
+            waiters.push(more);
+        }
+        let Some(node) = node.upgrade() else { return };
+        let deadline = Instant::now() + node.request_timeout;
+        let result = node.read_index_once(deadline).await;
+        drop(node);
+        for w in waiters {
+            let _ = w.send(result.clone());
+        }
+    }
 }
 
 /// Accepts peer connections until the node is dropped.
