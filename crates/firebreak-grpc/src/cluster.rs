@@ -45,7 +45,9 @@ fn member(m: MemberInfo) -> PbMember {
 fn one_url(urls: Vec<String>) -> Result<String, Status> {
     match <[String; 1]>::try_from(urls) {
         Ok([url]) => Ok(url),
-        Err(_) => Err(Status::invalid_argument("etcdserver: give exactly one peer URL per member")),
+        Err(_) => Err(Status::invalid_argument(
+            "etcdserver: give exactly one peer URL per member",
+        )),
     }
 }
 

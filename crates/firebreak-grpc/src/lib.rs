@@ -42,7 +42,9 @@ pub async fn serve(
         .tcp_nodelay(true)
         .add_service(PbKvServer::new(kv::KvService::new(node.clone())).max_decoding_message_size(TONIC_DECODE_LIMIT))
         .add_service(PbClusterServer::new(cluster::ClusterService::new(node.clone())))
-        .add_service(PbMaintenanceServer::new(maintenance::MaintenanceService::new(node.clone())))
+        .add_service(PbMaintenanceServer::new(maintenance::MaintenanceService::new(
+            node.clone(),
+        )))
         .add_service(PbWatchServer::new(watch::WatchService::new(
             node.clone(),
             std::time::Duration::from_secs(600),

@@ -65,7 +65,11 @@ impl PbMaintenanceService for MaintenanceService {
             (1 | 2, None) => Vec::new(),
             (1 | 2, Some(alarm)) => {
                 let action = r.action;
-                let action = if action == 1 { AlarmAction::Activate } else { AlarmAction::Deactivate };
+                let action = if action == 1 {
+                    AlarmAction::Activate
+                } else {
+                    AlarmAction::Deactivate
+                };
                 let resp = self.node.alarm(action, r.member_id, alarm).await.map_err(to_status)?;
                 alarm_members(resp.alarms)
             }
@@ -152,7 +156,10 @@ impl PbMaintenanceService for MaintenanceService {
     }
 
     async fn move_leader(&self, r: Request<PbMoveLeaderRequest>) -> Result<Response<PbMoveLeaderResponse>, Status> {
-        self.node.move_leader(r.into_inner().target_id).await.map_err(to_status)?;
+        self.node
+            .move_leader(r.into_inner().target_id)
+            .await
+            .map_err(to_status)?;
         Ok(Response::new(PbMoveLeaderResponse {
             header: convert::header(self.node.current_header()),
         }))

@@ -25,7 +25,10 @@ pub struct WatchService {
 
 impl WatchService {
     pub fn new(node: Arc<Node>, progress_interval: Duration) -> Self {
-        WatchService { node, progress_interval }
+        WatchService {
+            node,
+            progress_interval,
+        }
     }
 }
 

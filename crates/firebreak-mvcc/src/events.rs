@@ -46,7 +46,9 @@ impl Store {
             for k in keys.iter().filter(|k| in_range(k)) {
                 let nth = seen.iter().filter(|s| **s == &k[..]).count();
                 seen.push(k);
-                let Some((key_bytes, history)) = self.keys.get_key_value(&k[..]) else { continue };
+                let Some((key_bytes, history)) = self.keys.get_key_value(&k[..]) else {
+                    continue;
+                };
                 let Some(pos) = history
                     .records
                     .iter()

@@ -66,9 +66,7 @@ impl Store {
             self.current = rev;
         }
         self.leases.remove(&req.id);
-        Ok(LeaseRevokeResponse {
-            revision: self.current,
-        })
+        Ok(LeaseRevokeResponse { revision: self.current })
     }
 
     /// A lease's granted TTL and keys, if it exists.

@@ -67,7 +67,8 @@ impl Lessor {
     pub fn renew(&self, id: i64, ttl: i64) {
         let mut st = self.state.lock().expect("lessor lock");
         if st.term.is_some() {
-            st.deadlines.insert(id, Instant::now() + Duration::from_secs(ttl as u64));
+            st.deadlines
+                .insert(id, Instant::now() + Duration::from_secs(ttl as u64));
         }
     }
 

@@ -87,7 +87,12 @@ impl Node {
     }
 
     /// Raises or clears an alarm through the log.
-    pub async fn alarm(&self, action: AlarmAction, member_id: u64, alarm: AlarmType) -> Result<AlarmResponse, NodeError> {
+    pub async fn alarm(
+        &self,
+        action: AlarmAction,
+        member_id: u64,
+        alarm: AlarmType,
+    ) -> Result<AlarmResponse, NodeError> {
         let req = AlarmRequest {
             action,
             member_id,

@@ -142,7 +142,8 @@ impl Node {
                 .iter()
                 .filter_map(|id| nodes.get(id).map(|m| (m.name.clone(), m.domains.clone())))
                 .collect();
-            check_topology(named.iter().map(|(n, d)| (n.as_str(), d))).map_err(|e| MembershipError::Topology(e.to_string()))
+            check_topology(named.iter().map(|(n, d)| (n.as_str(), d)))
+                .map_err(|e| MembershipError::Topology(e.to_string()))
         };
         let raft_err = |e: RaftError<NodeId, ClientWriteError<NodeId, Member>>| match e {
             RaftError::APIError(ClientWriteError::ChangeMembershipError(ChangeMembershipError::LearnerNotFound(_))) => {

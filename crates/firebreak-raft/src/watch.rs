@@ -44,8 +44,15 @@ pub struct WatchSpec {
 /// replica's revision at the time, for the response header.
 #[derive(Debug, Clone, PartialEq)]
 pub enum WatchUpdate {
-    Created { id: i64, revision: i64 },
-    Events { id: i64, revision: i64, events: Vec<Event> },
+    Created {
+        id: i64,
+        revision: i64,
+    },
+    Events {
+        id: i64,
+        revision: i64,
+        events: Vec<Event>,
+    },
     /// Cancelled by the client, by compaction (`compact_revision` > 0) or
     /// refused at creation (`reason`).
     Canceled {
@@ -56,7 +63,10 @@ pub enum WatchUpdate {
     },
     /// Nothing happened to this watcher (id -1: answer to a progress
     /// request, for the whole stream) up to `revision`.
-    Progress { id: i64, revision: i64 },
+    Progress {
+        id: i64,
+        revision: i64,
+    },
 }
 
 struct Watcher {
@@ -118,7 +128,11 @@ impl WatchSession {
                 reason: KvError::EmptyKey.to_string(),
             }];
         }
-        let next = if spec.start_revision > 0 { spec.start_revision } else { current + 1 };
+        let next = if spec.start_revision > 0 {
+            spec.start_revision
+        } else {
+            current + 1
+        };
         self.watchers.insert(
             id,
             Watcher {
@@ -153,7 +167,9 @@ impl WatchSession {
     }
 
     fn sync_one(&mut self, id: i64, current: i64) -> Vec<WatchUpdate> {
-        let Some(w) = self.watchers.get_mut(&id) else { return Vec::new() };
+        let Some(w) = self.watchers.get_mut(&id) else {
+            return Vec::new();
+        };
         if w.next > current {
             return Vec::new();
         }
@@ -201,7 +217,10 @@ impl WatchSession {
     pub fn progress_all(&mut self) -> Vec<WatchUpdate> {
         let mut out = self.sync();
         let (current, _) = self.node.revision_window();
-        out.push(WatchUpdate::Progress { id: -1, revision: current });
+        out.push(WatchUpdate::Progress {
+            id: -1,
+            revision: current,
+        });
         out
     }
 
@@ -212,7 +231,10 @@ impl WatchSession {
         let (current, _) = self.node.revision_window();
         for (id, w) in &mut self.watchers {
             if w.spec.progress_notify && !w.active {
-                out.push(WatchUpdate::Progress { id: *id, revision: current });
+                out.push(WatchUpdate::Progress {
+                    id: *id,
+                    revision: current,
+                });
             }
             w.active = false;
         }

@@ -221,8 +221,12 @@ fn etcdctl_watch_lease_lock_elect_snapshot_members_hashkv_alarms() {
     let granted = up.ok(&["lease", "grant", "30"]);
     let id = granted.split_whitespace().nth(1).unwrap().to_string();
     up.ok(&["put", "--lease", &id, "session", "x"]);
-    assert!(up.ok(&["lease", "keep-alive", "--once", &id]).contains("keepalived with TTL(30)"));
-    assert!(up.ok(&["lease", "timetolive", &id, "--keys"]).contains("attached keys([session])"));
+    assert!(up
+        .ok(&["lease", "keep-alive", "--once", &id])
+        .contains("keepalived with TTL(30)"));
+    assert!(up
+        .ok(&["lease", "timetolive", &id, "--keys"])
+        .contains("attached keys([session])"));
     assert!(up.ok(&["lease", "list"]).contains(&id));
     assert!(up.ok(&["lease", "revoke", &id]).contains("revoked"));
     assert_eq!(up.ok(&["get", "session"]), "");
@@ -283,7 +287,13 @@ fn etcdctl_watch_lease_lock_elect_snapshot_members_hashkv_alarms() {
     let (client, peer) = (common::free_port(), common::free_port());
     let config = joiner_config(dir.path(), "dc1-2", client, peer);
     let peer_url = format!("http://127.0.0.1:{peer}?name=dc1-2&datacenter=dc1");
-    let added = up.ok(&["member", "add", "dc1-2", "--learner", &format!("--peer-urls={peer_url}")]);
+    let added = up.ok(&[
+        "member",
+        "add",
+        "dc1-2",
+        "--learner",
+        &format!("--peer-urls={peer_url}"),
+    ]);
     assert!(added.contains("added"), "{added}");
     let log = std::fs::File::create(dir.path().join("dc1-2.log")).unwrap();
     let mut joiner = Command::new(common::BIN)
@@ -299,7 +309,10 @@ fn etcdctl_watch_lease_lock_elect_snapshot_members_hashkv_alarms() {
         .find(|l| l.contains("dc1-2"))
         .map(|l| l.split(',').next().unwrap().to_string())
         .unwrap_or_else(|| panic!("{list}"));
-    assert!(list.lines().any(|l| l.contains("dc1-2") && l.ends_with("true")), "not a learner: {list}");
+    assert!(
+        list.lines().any(|l| l.contains("dc1-2") && l.ends_with("true")),
+        "not a learner: {list}"
+    );
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let promoted = up.etcdctl(&["member", "promote", &id], None);
