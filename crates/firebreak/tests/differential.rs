@@ -8,15 +8,26 @@
 //! `more`, `count`, `succeeded` and `deleted` is compared as is. Errors are
 //! compared by gRPC code and message.
 //!
+//! Operations: puts, deletes, ranges (every range form, limits, revisions
+//! current, past, compacted, future and negative, every sort, serializable,
+//! keys-only, count-only, revision filters), txns (every compare target and
+//! result, with ranges, nested txns in both branches, duplicate keys,
+//! too many ops), compactions, lease grants and revokes (client-chosen ids,
+//! TTLs longer than a run), plus a fixed set of requests at etcd's limits
+//! (over 1.5 MiB, over gRPC's 2 MiB, empty keys, contradicting flags),
+//! spread over each seed's sequence.
+//!
 //! Each seed runs on a fresh pair of servers, so a seed is reproducible on
-//! its own: `DIFF_SEEDS=3 DIFF_OPS=2500 cargo test -p firebreak --test
-//! differential`. The Firebreak cluster's startup writes (`__ready`) are
-//! replayed on etcd first, so both stores start in the same state.
+//! its own with the same op count: `DIFF_SEEDS=3 DIFF_OPS=2000 cargo test
+//! -p firebreak --test differential`. The Firebreak cluster's startup
+//! writes (`__ready`) are replayed on etcd first, so both stores start in
+//! the same state.
 //!
 //! The keyspace is kept at 12 keys at most (`k0`..`k8`, `p/a`, `p/b` and the
 //! harness's `__ready`): etcd sorts range results with Go's `sort.Sort`,
 //! which is not stable, but for at most 12 elements it is an insertion sort
-//! and so keeps ties in key order, as Firebreak does. With this keyspace no
+//! (Go 1.19 and later; Debian's etcd 3.4.23 is built with Go 1.19) and so
+//! keeps ties in key order, as Firebreak does. With this keyspace no
 //! normalisation of sorted results is needed, and none is done.
 //!
 //! If `etcd` is not installed the test is skipped, unless `CI` is set, where
@@ -32,19 +43,19 @@ use std::time::{Duration, Instant};
 
 use common::{Cluster, Options};
 use etcd_client::proto::{
-    PbCompactionResponse, PbDeleteResponse, PbKeyValue, PbPutResponse, PbRangeResponse, PbResponseHeader,
-    PbTxnOpResponse, PbTxnResponse,
+    PbCompactionResponse, PbDeleteResponse, PbKeyValue, PbLeaseGrantResponse, PbLeaseRevokeResponse, PbPutResponse,
+    PbRangeResponse, PbResponseHeader, PbTxnOpResponse, PbTxnResponse,
 };
 use etcd_client::{
-    Client, CompactionOptions, Compare, CompareOp, DeleteOptions, GetOptions, PutOptions, SortOrder, SortTarget, Txn,
-    TxnOp,
+    Client, CompactionOptions, Compare, CompareOp, DeleteOptions, GetOptions, LeaseGrantOptions, PutOptions, SortOrder,
+    SortTarget, Txn, TxnOp,
 };
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
 const DEFAULT_SEEDS: &[u64] = &[1, 2, 3, 4];
-const DEFAULT_OPS: usize = 2500;
+const DEFAULT_OPS: usize = 2000;
 
 /// Keys that puts create. With `__ready` these are all keys that can exist.
 const KEYS: &[&[u8]] = &[
@@ -61,6 +72,13 @@ const PREFIXES: &[&[u8]] = &[b"k", b"p/", b"k1", b"__", b"", b"x"];
 /// Start keys of from-key ranges; the empty key becomes `"\0"` in the client.
 const FROM_KEYS: &[&[u8]] = &[b"\0", b"k", b"k5", b"p", b"__ready", b"", b"z"];
 const VALUES: &[&[u8]] = &[b"", b"a", b"b", b"v1", b"v2", b"zz"];
+/// Lease ids the test grants (chosen by the client, so that both servers
+/// use the same ones) and revokes; puts and compares also name leases
+/// outside this set, which never exist.
+const LEASES: &[i64] = &[0x11, 0x22, 0x33];
+/// Lease TTLs, all far longer than a run: no lease expires during the
+/// test, so expiry (which is timing, not semantics) never shows.
+const LEASE_TTLS: &[i64] = &[600, 3600, 86_400];
 
 /// Over etcd's request limit (1.5 MiB), under gRPC's receive limit (2 MiB).
 const BIG: usize = 1_650_000;
@@ -197,6 +215,8 @@ enum Op {
     Delete(Delete),
     Txn(TxnReq),
     Compact { revision: i64, physical: bool },
+    LeaseGrant { id: i64, ttl: i64 },
+    LeaseRevoke { id: i64 },
 }
 
 // ---------------------------------------------------------------------------
@@ -305,6 +325,8 @@ enum Answer {
     Delete(PbDeleteResponse),
     Txn(PbTxnResponse),
     Compact(PbCompactionResponse),
+    LeaseGrant(PbLeaseGrantResponse),
+    LeaseRevoke(PbLeaseRevokeResponse),
     /// A gRPC status: code and message.
     Status(String, String),
     /// Anything else (transport trouble): never expected.
@@ -319,6 +341,8 @@ impl Answer {
             Answer::Delete(r) => &r.header,
             Answer::Txn(r) => &r.header,
             Answer::Compact(r) => &r.header,
+            Answer::LeaseGrant(r) => &r.header,
+            Answer::LeaseRevoke(r) => &r.header,
             Answer::Status(..) | Answer::Broken(_) => return None,
         };
         h.as_ref().map(|h| h.revision)
@@ -334,6 +358,8 @@ impl Answer {
             Answer::Txn(r) if r.succeeded => "txn (succeeded)".into(),
             Answer::Txn(_) => "txn (failed)".into(),
             Answer::Compact(_) => "compact".into(),
+            Answer::LeaseGrant(_) => "lease grant".into(),
+            Answer::LeaseRevoke(_) => "lease revoke".into(),
             Answer::Status(code, message) => format!("error {code}: {message}"),
             Answer::Broken(e) => format!("broken: {e}"),
         }
@@ -397,6 +423,19 @@ async fn execute(client: &mut Client, op: &Op) -> Answer {
                 Answer::Compact(r.0)
             })
         }
+        Op::LeaseGrant { id, ttl } => answer(
+            client
+                .lease_grant(*ttl, Some(LeaseGrantOptions::new().with_id(*id)))
+                .await,
+            |mut r| {
+                normalise(&mut r.0.header);
+                Answer::LeaseGrant(r.0)
+            },
+        ),
+        Op::LeaseRevoke { id } => answer(client.lease_revoke(*id).await, |mut r| {
+            normalise(&mut r.0.header);
+            Answer::LeaseRevoke(r.0)
+        }),
     }
 }
 
@@ -476,6 +515,14 @@ fn show(a: &Answer) -> String {
         Answer::Delete(r) => show_delete(r, ""),
         Answer::Txn(r) => show_txn(r, ""),
         Answer::Compact(r) => format!("compact {}", show_header(&r.header)),
+        Answer::LeaseGrant(r) => format!(
+            "lease grant {} id {} ttl {} error {:?}",
+            show_header(&r.header),
+            r.id,
+            r.ttl,
+            r.error
+        ),
+        Answer::LeaseRevoke(r) => format!("lease revoke {}", show_header(&r.header)),
         Answer::Status(code, message) => format!("status {code}: {message:?}"),
         Answer::Broken(e) => format!("broken: {e}"),
     }
@@ -623,10 +670,11 @@ impl Gen {
         } else {
             self.pick(VALUES)
         };
-        let lease = if self.chance(if ignore_lease { 0.1 } else { 0.03 }) {
-            self.rng.gen_range(1..1_000_000_000)
-        } else {
-            0
+        let lease = match self.rng.gen_range(0..100) {
+            0..=9 if ignore_lease => self.lease(),
+            _ if ignore_lease => 0,
+            0..=24 => self.lease(),
+            _ => 0,
         };
         Put {
             key,
@@ -635,6 +683,15 @@ impl Gen {
             prev_kv: self.chance(0.4),
             ignore_value,
             ignore_lease,
+        }
+    }
+
+    /// A lease id: mostly one the test grants, sometimes one never granted.
+    fn lease(&mut self) -> i64 {
+        if self.chance(0.85) {
+            *LEASES.choose(&mut self.rng).unwrap()
+        } else {
+            self.rng.gen_range(1..1_000_000_000)
         }
     }
 
@@ -658,11 +715,7 @@ impl Gen {
             1 => CmpTarget::Create(if self.chance(0.2) { 0 } else { self.recent() }),
             2 => CmpTarget::Mod(if self.chance(0.2) { 0 } else { self.recent() }),
             3 => CmpTarget::Value(self.pick(VALUES)),
-            _ => CmpTarget::Lease(if self.chance(0.9) {
-                0
-            } else {
-                self.rng.gen_range(1..100)
-            }),
+            _ => CmpTarget::Lease(if self.chance(0.4) { 0 } else { self.lease() }),
         };
         Cmp {
             key,
@@ -720,11 +773,16 @@ impl Gen {
             0..=349 => Op::Get(self.get()),
             350..=649 => Op::Put(self.put(&BTreeSet::new())),
             650..=749 => Op::Delete(self.delete()),
-            750..=979 => {
+            750..=959 => {
                 let mut t = self.txn(0);
                 avoid_etcd_panic(&mut t);
                 Op::Txn(t)
             }
+            960..=971 => Op::LeaseGrant {
+                id: self.lease(),
+                ttl: *LEASE_TTLS.choose(&mut self.rng).unwrap(),
+            },
+            972..=979 => Op::LeaseRevoke { id: self.lease() },
             _ => Op::Compact {
                 revision: self.compact_revision(),
                 physical: self.chance(0.3),
@@ -923,6 +981,37 @@ fn specials() -> Vec<Op> {
             })],
             otherwise: vec![],
         }),
+        // Leases: a TTL above etcd's maximum, id 0 on revoke, and a lease
+        // granted, used, revoked (deleting its keys in one revision).
+        Op::LeaseGrant {
+            id: 0x44,
+            ttl: 9_000_000_001,
+        },
+        Op::LeaseRevoke { id: 0 },
+        Op::LeaseGrant { id: 0x55, ttl: 3600 },
+        Op::LeaseGrant { id: 0x55, ttl: 600 },
+        Op::Txn(TxnReq {
+            when: vec![],
+            then: vec![
+                Sub::Put(Put {
+                    lease: 0x55,
+                    prev_kv: true,
+                    ..plain_put(b"k8", b"leased".to_vec())
+                }),
+                Sub::Put(Put {
+                    lease: 0x55,
+                    ..plain_put(b"p/a", b"leased".to_vec())
+                }),
+            ],
+            otherwise: vec![],
+        }),
+        Op::Put(Put {
+            ignore_lease: true,
+            prev_kv: true,
+            ..plain_put(b"k8", b"still leased".to_vec())
+        }),
+        Op::LeaseRevoke { id: 0x55 },
+        Op::LeaseRevoke { id: 0x55 },
         // Duplicate keys.
         Op::Txn(TxnReq {
             when: vec![],
@@ -1210,12 +1299,16 @@ async fn run_seed(
     let every = (ops / (specials.len() + 1)).max(1);
     let mut history: Vec<String> = Vec::new();
     let mut stats = BTreeMap::new();
+    let mut busy = (Duration::ZERO, Duration::ZERO);
     for i in 0..ops {
         let op = match (i % every == every / 2).then(|| specials.get(i / every)).flatten() {
             Some(special) => special.clone(),
             None => gen.op(),
         };
-        let (a, b) = tokio::join!(execute(etcd, &op), execute(firebreak, &op));
+        let (a, b) = tokio::join!(timed(execute(etcd, &op)), timed(execute(firebreak, &op)));
+        let ((a, etcd_time), (b, firebreak_time)) = (a, b);
+        busy.0 += etcd_time;
+        busy.1 += firebreak_time;
         if a != b || matches!(a, Answer::Broken(_)) {
             // Serializable reads go to the member that was leader at the
             // start; if leadership moved, a stale one is no bug.
@@ -1245,7 +1338,17 @@ async fn run_seed(
             history.remove(0);
         }
     }
+    println!(
+        "seed {seed}: etcd answered in {:.1?} in all, Firebreak in {:.1?}",
+        busy.0, busy.1
+    );
     stats
+}
+
+async fn timed<T>(f: impl std::future::Future<Output = T>) -> (T, Duration) {
+    let start = Instant::now();
+    let out = f.await;
+    (out, start.elapsed())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
