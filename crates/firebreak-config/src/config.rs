@@ -76,7 +76,7 @@ pub struct RawRaft {
     /// Interval between leader heartbeats. Default 100 ms.
     pub heartbeat_interval_ms: Option<u64>,
     /// A follower that hears no leader for a random time between this and
-    /// twice this starts an election. Default 1000 ms; must be at least
+    /// 1.2 times this starts an election. Default 1000 ms; must be at least
     /// three heartbeats.
     pub election_timeout_ms: Option<u64>,
     /// Take a snapshot (and allow the log before it to be purged) after this

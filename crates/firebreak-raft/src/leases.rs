@@ -38,7 +38,11 @@ impl Node {
     /// Grants a lease; `id` 0 lets the member choose one.
     pub async fn lease_grant(&self, ttl: i64, id: i64) -> Result<LeaseGrantResponse, NodeError> {
         // A positive id that fits etcd's int64 lease ids.
-        let id = if id == 0 { ((rand::random::<u64>() >> 1) as i64).max(1) } else { id };
+        let id = if id == 0 {
+            ((rand::random::<u64>() >> 1) as i64).max(1)
+        } else {
+            id
+        };
         let ttl = ttl.max(self.min_lease_ttl);
         self.check_quota(0).await?;
         match self
@@ -173,7 +177,11 @@ impl Node {
                         .map(|m| m.peer_addr.clone());
                     match addr {
                         Some(addr) => {
-                            let remaining = deadline.saturating_duration_since(Instant::now());
+                            // One attempt per election timeout, so a frozen
+                            // leader is given up on and its successor found.
+                            let remaining = deadline
+                                .saturating_duration_since(Instant::now())
+                                .min(self.election_timeout);
                             match self.peers.get(id, &addr).call(&remote, remaining).await {
                                 Ok(resp) => extract(resp),
                                 Err(_) => None,

@@ -148,8 +148,12 @@ impl Node {
         let raft_config = openraft::Config {
             cluster_name: "firebreak".into(),
             heartbeat_interval: timing.heartbeat_interval.as_millis() as u64,
-            election_timeout_min: election_ms,
-            election_timeout_max: election_ms * 2,
+            // openraft makes a follower that knew a leader wait its leader
+            // lease (= election_timeout_max) plus a random timeout in
+            // [min, max) before it campaigns: with these, between 1.0 and
+            // 1.2 times the configured election timeout.
+            election_timeout_min: (election_ms * 2).div_ceil(5),
+            election_timeout_max: (election_ms * 3).div_ceil(5),
             snapshot_policy: SnapshotPolicy::LogsSinceLast(timing.snapshot_entries),
             max_in_snapshot_log_to_keep: timing.snapshot_entries.min(1000),
             install_snapshot_timeout: 10_000,
@@ -437,7 +441,8 @@ impl Node {
         if self.read_requests.send(tx).is_err() {
             return Err(NodeError::Stopped("shutting down".into()));
         }
-        rx.await.unwrap_or_else(|_| Err(NodeError::Stopped("shutting down".into())))
+        rx.await
+            .unwrap_or_else(|_| Err(NodeError::Stopped("shutting down".into())))
     }
 
     /// Waits until this replica may serve a linearizable read.
@@ -463,10 +468,15 @@ impl Node {
 
     /// One attempt at a read index, locally or from the leader. `None`:
     /// no leader could confirm one yet (reads are safe to retry).
-    async fn read_index_once(&self, deadline: Instant) -> Result<Option<u64>, NodeError> {
+    ///
+    /// One attempt lasts at most an election timeout: a leader that does
+    /// not answer by then (frozen, or cut off) is asked again or replaced,
+    /// rather than holding every reader of this member.
+    async fn read_index_once(&self) -> Result<Option<u64>, NodeError> {
+        let deadline = Instant::now() + self.election_timeout;
         let attempt = tokio::time::timeout_at(deadline, self.raft.get_read_log_id()).await;
         let leader = match attempt {
-            Err(_) => return Err(Unavailable::Timeout.into()),
+            Err(_) => return Ok(None),
             Ok(Ok((read, _))) => return Ok(Some(read.map_or(0, |l| l.index))),
             Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => f.leader_id.zip(f.leader_node),
             Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_)))) => None,
@@ -562,8 +572,7 @@ async fn batch_read_indexes(node: std::sync::Weak<Node>, mut queue: tokio::sync:
             waiters.push(more);
         }
         let Some(node) = node.upgrade() else { return };
-        let deadline = Instant::now() + node.request_timeout;
-        let result = node.read_index_once(deadline).await;
+        let result = node.read_index_once().await;
         drop(node);
         for w in waiters {
             let _ = w.send(result.clone());
