@@ -1,0 +1,983 @@
+//! `firebreak drill`: runs the scenarios the command line asks for, one
+//! [`Lab`] each, and writes their reports.
+//!
+//! One drill, phase by phase:
+//! 1. **setup**: the lab (namespaces, relay, configs), the members, and a
+//!    wait until every member serves a linearizable read;
+//! 2. **load**: the clients start at time zero and run for `--duration`;
+//! 3. **fault** at `--fault-at`, in the datacenter holding the leader unless
+//!    `--dc` names one; **restore** `--restore-after` later;
+//! 4. **verify**: the final linearizable read, replica agreement, the
+//!    store's history; then the lab is torn down and the history is
+//!    checked, measured and reported.
+//!
+//! # Correctness
+//!
+//! - Ctrl-C and SIGTERM cancel the drill future; dropping it drops the
+//!   [`Lab`], whose guards remove everything the drill created.
+//! - A report directory that already holds a drill is refused: the clients
+//!   append to their raw files, so old lines would corrupt the history.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
+
+use firebreak_check::{check_history, write_history_jsonl, Budget, Outcome, Verdict};
+
+use crate::args::{DrillArgs, RestoreAfter};
+use crate::clock::{monotonic_ns, secs_to_ns, sleep_until_ns};
+use crate::error::DrillError;
+use crate::lab::addr::{AddressPlan, Mode};
+use crate::lab::observe;
+use crate::lab::process::Role;
+use crate::lab::{cmd, sweep, ClientSpec, Lab, LabSettings, DCS};
+use crate::measure::{measure, Timeline};
+use crate::progress::Progress;
+use crate::report::{
+    self, html, verdict_of, CatchUp, CheckResult, DcTopology, HistorySummary, Moment, RelayReport, Report, Settings,
+    Status, TimelineReport, Topology,
+};
+use crate::scenario::{Fault, Scenario, Target};
+use crate::summary;
+use crate::verdict::history_checks;
+use crate::verify::final_read::{final_read, FinalRead};
+use crate::verify::isolation::served_while_cut;
+use crate::verify::lost::{audit, combine, lost_by_final_read};
+use crate::verify::replicas::{check_agreement, Agreement};
+use crate::verify::store_history::{read_store_history, StoreHistory};
+use crate::workload::merge::{merge, read_client_file};
+use crate::workload::mix::workload_keys;
+use crate::workload::tail::Tail;
+
+/// Prefix of the workload's keys.
+pub const KEY_PREFIX: &str = "drill/";
+/// Raft timing given to every member (Firebreak's defaults).
+const HEARTBEAT_MS: u64 = 100;
+const ELECTION_MS: u64 = 1000;
+
+/// A validated command line.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub args: DrillArgs,
+    pub mode: Mode,
+    pub seed: u64,
+    pub scenarios: Vec<Scenario>,
+    pub out: PathBuf,
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn usage(text: impl Into<String>) -> DrillError {
+    DrillError::Usage(text.into())
+}
+
+impl Plan {
+    /// Validates the command line and picks the mode.
+    pub fn from_args(args: &DrillArgs) -> Result<Plan, DrillError> {
+        if !(args.duration.is_finite() && args.duration > 0.0) {
+            return Err(usage("--duration must be a positive number of seconds"));
+        }
+        if !(args.fault_at.is_finite() && args.fault_at > 0.0 && args.fault_at < args.duration) {
+            return Err(usage(format!(
+                "--fault-at {} must fall inside the load (0 < fault-at < duration {})",
+                args.fault_at, args.duration
+            )));
+        }
+        if let RestoreAfter::Seconds(s) = args.restore_after {
+            if args.fault_at + s >= args.duration {
+                return Err(usage(format!(
+                    "the restore ({} + {s} s) must come before the load ends at {} s (or pass --restore-after never)",
+                    args.fault_at, args.duration
+                )));
+            }
+        }
+        if !(1..=32).contains(&args.clients) {
+            return Err(usage("--clients must be between 1 and 32"));
+        }
+        if !(1..=9).contains(&args.nodes_per_dc) {
+            return Err(usage("--nodes-per-dc must be between 1 and 9"));
+        }
+        if !(args.rtt_ms.is_finite() && (0.0..=10_000.0).contains(&args.rtt_ms)) {
+            return Err(usage("--rtt-ms must be between 0 and 10000"));
+        }
+        if !(1..=1000).contains(&args.keys) {
+            return Err(usage("--keys must be between 1 and 1000"));
+        }
+        if !(args.rate.is_finite() && args.rate >= 0.0) {
+            return Err(usage("--rate must be 0 (unlimited) or a positive number"));
+        }
+        if args.op_timeout_ms == 0 {
+            return Err(usage("--op-timeout-ms must be positive"));
+        }
+        let dc = match &args.dc {
+            None => None,
+            Some(name) => {
+                let n = name
+                    .strip_prefix("dc")
+                    .and_then(|n| n.parse::<usize>().ok())
+                    .filter(|n| (1..=DCS).contains(n))
+                    .ok_or_else(|| usage(format!("--dc {name:?}: the datacenters are dc1, dc2 and dc3")))?;
+                Some(n - 1)
+            }
+        };
+        if dc.is_some() && args.scenario == crate::args::ScenarioArg::LeaderFire {
+            return Err(usage(
+                "leader-fire burns the leader's datacenter; to choose one, use --scenario fire --dc NAME",
+            ));
+        }
+        let mode = if args.no_netns {
+            Mode::Loopback
+        } else {
+            if !is_root() {
+                return Err(DrillError::Environment(
+                    "firebreak drill needs root to build its datacenters as network namespaces (ip netns, veth, \
+                     nftables). Run it as root, or add --no-netns for the process-only mode on loopback, which is \
+                     weaker: the datacenters then share one network namespace and only the relay separates them."
+                        .into(),
+                ));
+            }
+            for tool in ["ip", "nft"] {
+                if !cmd::available(tool) {
+                    return Err(DrillError::Environment(format!(
+                        "`{tool}` is not installed (Debian: iproute2, nftables); install it or add --no-netns for \
+                         the weaker process-only mode on loopback"
+                    )));
+                }
+            }
+            Mode::Netns
+        };
+        let scenarios = Scenario::expand(args.scenario, dc);
+        let scenario_name = if scenarios.len() > 1 { "all" } else { scenarios[0].name };
+        let out = match &args.out {
+            Some(out) => out.clone(),
+            None => {
+                let base =
+                    PathBuf::from("drills").join(format!("{}-{scenario_name}", report::stamp(SystemTime::now())));
+                let mut candidate = base.clone();
+                let mut n = 2;
+                while candidate.exists() {
+                    candidate = PathBuf::from(format!("{}-{n}", base.display()));
+                    n += 1;
+                }
+                candidate
+            }
+        };
+        let seed = args.seed.unwrap_or_else(|| {
+            let nanos = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0);
+            (nanos ^ u64::from(std::process::id()).rotate_left(32)) % 1_000_000_000
+        });
+        Ok(Plan {
+            args: args.clone(),
+            mode,
+            seed,
+            scenarios,
+            out,
+        })
+    }
+
+    fn lab_settings(&self) -> LabSettings {
+        LabSettings {
+            mode: self.mode,
+            nodes_per_dc: self.args.nodes_per_dc as usize,
+            rtt: Duration::from_secs_f64(self.args.rtt_ms / 1000.0),
+            heartbeat_ms: HEARTBEAT_MS,
+            election_ms: ELECTION_MS,
+            snapshot_entries: self.args.snapshot_entries,
+            keep_data: self.args.keep_data,
+        }
+    }
+
+    fn restore_after(&self) -> Option<f64> {
+        match self.args.restore_after {
+            RestoreAfter::Seconds(s) => Some(s),
+            RestoreAfter::Never => None,
+        }
+    }
+}
+
+/// Runs the drill(s) of `args`.
+pub fn run(args: DrillArgs) -> Result<ExitCode, DrillError> {
+    let plan = Plan::from_args(&args)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("drill")
+        .enable_all()
+        .build()
+        .map_err(DrillError::io("cannot start the runtime", "tokio"))?;
+    let verdict = runtime.block_on(async {
+        tokio::select! {
+            result = run_plan(&plan) => result,
+            signal = interrupted() => Err(DrillError::Interrupted(signal)),
+        }
+    })?;
+    Ok(match verdict {
+        Verdict::Pass => ExitCode::SUCCESS,
+        Verdict::Fail => ExitCode::from(1),
+        Verdict::Unknown => ExitCode::from(2),
+    })
+}
+
+/// Resolves on the first SIGINT or SIGTERM.
+async fn interrupted() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+    }
+}
+
+fn prepare_out(dir: &Path) -> Result<(), DrillError> {
+    if dir.join("report.json").exists() || dir.join("clients").exists() {
+        return Err(usage(format!(
+            "{} already holds a drill; choose another --out",
+            dir.display()
+        )));
+    }
+    std::fs::create_dir_all(dir).map_err(DrillError::io("cannot create the report directory", dir))
+}
+
+async fn run_plan(plan: &Plan) -> Result<Verdict, DrillError> {
+    for removed in sweep::sweep(plan.mode == Mode::Netns) {
+        eprintln!("removed a leftover of a drill that died: {removed}");
+    }
+    if plan.mode == Mode::Loopback {
+        eprintln!(
+            "process-only mode on loopback: the datacenters share one network namespace; only the relay \
+             separates them (no nftables). Weaker than the namespace lab; the report says so."
+        );
+    }
+    let mut reports = Vec::new();
+    for scenario in &plan.scenarios {
+        let dir = if plan.scenarios.len() > 1 {
+            plan.out.join(scenario.name)
+        } else {
+            plan.out.clone()
+        };
+        prepare_out(&dir)?;
+        let report = run_one(plan, scenario, &dir).await?;
+        print_verdict(&report, &dir);
+        reports.push((report, dir));
+    }
+    if plan.scenarios.len() > 1 {
+        summary::write(&plan.out, &reports)?;
+    }
+    Ok(reports
+        .iter()
+        .map(|(r, _)| r.verdict)
+        .fold(Verdict::Pass, |worst, v| match (worst, v) {
+            (Verdict::Fail, _) | (_, Verdict::Fail) => Verdict::Fail,
+            (Verdict::Unknown, _) | (_, Verdict::Unknown) => Verdict::Unknown,
+            _ => Verdict::Pass,
+        }))
+}
+
+fn print_verdict(report: &Report, dir: &Path) {
+    eprintln!();
+    eprintln!(
+        "==== {} in {}: {} ====",
+        report.scenario, report.fault_dc, report.verdict
+    );
+    for check in &report.checks {
+        eprintln!(
+            "  {:<28} {:<7} {}",
+            check.name,
+            check.status.as_str().to_uppercase(),
+            check.detail
+        );
+    }
+    eprintln!(
+        "  RTO {}; acknowledged writes lost: {}; relay CPU {} of one core",
+        report.rto_ms.map_or_else(
+            || "n/a (a surviving client never recovered)".to_owned(),
+            |v| format!("{v:.0} ms")
+        ),
+        report.acknowledged_writes_lost,
+        report
+            .relay
+            .load_cpu_percent_of_one_core
+            .map_or_else(|| "?".to_owned(), |v| format!("{v:.1} %"))
+    );
+    eprintln!("  report: {}", dir.join("report.html").display());
+    println!(
+        "{} {} {} {}",
+        report.verdict,
+        report.scenario,
+        report.fault_dc,
+        dir.join("report.json").display()
+    );
+}
+
+/// What happened during one drill, as the orchestration goes.
+struct Run {
+    zero_ns: u64,
+    moments: Vec<Moment>,
+    warnings: Vec<String>,
+    progress: Progress,
+}
+
+impl Run {
+    fn t(&self, mono_ns: u64) -> f64 {
+        (mono_ns as f64 - self.zero_ns as f64) / 1e9
+    }
+
+    fn note(&mut self, mono_ns: u64, what: impl Into<String>) {
+        let what = what.into();
+        let t = self.t(mono_ns);
+        self.progress.event(Some(t), &what);
+        self.moments.push(Moment { t_s: t, what });
+    }
+
+    fn warn(&mut self, what: impl Into<String>) {
+        let what = what.into();
+        self.progress.event(None, &format!("warning: {what}"));
+        self.warnings.push(what);
+    }
+}
+
+/// Waits until `until_ns`, showing progress and reporting processes that
+/// exit on their own.
+async fn load_phase(lab: &mut Lab, run: &mut Run, tail: &mut Tail, phase: &str, until_ns: u64, end_ns: u64) {
+    loop {
+        let now = monotonic_ns();
+        for (name, role, status) in lab.reap() {
+            if role == Role::Member {
+                run.warn(format!(
+                    "member {name} exited on its own ({status}) at t={:.2}s",
+                    run.t(now)
+                ));
+            } else if !status.success() {
+                run.warn(format!("{name} exited with {status}"));
+            }
+        }
+        let counts = tail.poll();
+        run.progress
+            .status(phase, run.t(now).max(0.0), run.t(end_ns) - run.t(now), counts);
+        if now >= until_ns {
+            return;
+        }
+        let step = Duration::from_millis(250).min(Duration::from_nanos(until_ns - now));
+        tokio::time::sleep(step).await;
+    }
+}
+
+async fn run_one(plan: &Plan, scenario: &Scenario, dir: &Path) -> Result<Report, DrillError> {
+    let args = &plan.args;
+    let started_wall = SystemTime::now();
+    let started = monotonic_ns();
+    let mut run = Run {
+        zero_ns: started,
+        moments: Vec::new(),
+        warnings: Vec::new(),
+        progress: Progress::new(scenario.name),
+    };
+    run.progress.event(
+        None,
+        &format!(
+            "building the lab: 3 datacenters × {} member(s), {} client(s) each, {} mode, RTT {} ms; report in {}",
+            args.nodes_per_dc,
+            args.clients,
+            plan.mode.as_str(),
+            args.rtt_ms,
+            dir.display()
+        ),
+    );
+    let mut lab = Lab::build(plan.lab_settings(), dir)?;
+    let all: Vec<usize> = (0..lab.members.len()).collect();
+    for i in all.clone() {
+        lab.start_member(i)?;
+    }
+    observe::wait_ready(&lab.members, &all, Duration::from_secs(30))
+        .await
+        .map_err(|e| DrillError::Cluster(format!("{e}; see the logs in {}", lab.logs_dir.display())))?;
+    let ready_ns = monotonic_ns();
+    let leader_at_start = observe::find_leader(&lab.members, &all, Duration::from_secs(1)).await;
+
+    // Load.
+    let per_dc = u64::from(args.clients);
+    let zero = monotonic_ns() + 1_500_000_000;
+    run.zero_ns = zero;
+    let end = zero + secs_to_ns(args.duration);
+    let fault_at = zero + secs_to_ns(args.fault_at);
+    let restore_at = plan.restore_after().map(|s| fault_at + secs_to_ns(s));
+    let mut tail = Tail::default();
+    let mut client_ids = vec![Vec::new(); DCS];
+    let spec = |id: u64, dc: usize, start_ns: u64| ClientSpec {
+        id,
+        dc,
+        seed: plan.seed,
+        keys: args.keys,
+        start_ns,
+        stop_ns: end,
+        op_timeout_ms: args.op_timeout_ms,
+        rate: args.rate,
+    };
+    for (dc, ids) in client_ids.iter_mut().enumerate() {
+        for k in 0..per_dc {
+            let id = dc as u64 * per_dc + k + 1;
+            lab.start_client(&spec(id, dc, zero))?;
+            tail.follow(lab.client_history(id));
+            ids.push(id);
+        }
+    }
+    run.note(
+        ready_ns,
+        format!(
+            "lab up: members started, a leader ({}) serves linearizable reads",
+            leader_at_start.map_or("?".into(), |i| lab.members[i].name.clone())
+        ),
+    );
+    run.note(zero, format!("load starts: {} clients", per_dc * DCS as u64));
+    let relay_cpu_at_zero = {
+        sleep_until_ns(zero).await;
+        lab.relay().cpu_ns()
+    };
+
+    load_phase(
+        &mut lab,
+        &mut run,
+        &mut tail,
+        "load",
+        fault_at.saturating_sub(400_000_000),
+        end,
+    )
+    .await;
+    let (fault_dc, leader_before, fault_dc_reason) = {
+        let alive: Vec<usize> = all.clone();
+        let leader = observe::find_leader(&lab.members, &alive, Duration::from_millis(300)).await;
+        let leader_name = leader.map(|i| lab.members[i].name.clone());
+        match scenario.target {
+            Target::Dc(dc) => (dc, leader_name, "chosen with --dc".to_owned()),
+            Target::Leader => match leader {
+                Some(i) => (
+                    lab.members[i].dc,
+                    leader_name.clone(),
+                    format!("held the Raft leader ({}) at the fault", lab.members[i].name),
+                ),
+                None => {
+                    run.warn("no member claimed leadership just before the fault; faulting dc1");
+                    (0, None, "no leader found at the fault; dc1 by default".to_owned())
+                }
+            },
+        }
+    };
+    let fault_dc_name = AddressPlan::dc_name(fault_dc);
+    load_phase(&mut lab, &mut run, &mut tail, "load", fault_at, end).await;
+
+    // Fault.
+    let record = match scenario.fault {
+        Fault::Fire => lab.burn(fault_dc)?,
+        Fault::Isolate => lab.isolate(fault_dc)?,
+        Fault::Pause => lab.freeze(fault_dc),
+    };
+    run.note(record.start_ns, format!("FAULT: {}", scenario.action(&fault_dc_name)));
+    if !record.processes.is_empty() {
+        run.note(
+            record.done_ns,
+            format!(
+                "fault applied in {:.1} ms to {}",
+                (record.done_ns - record.start_ns) as f64 / 1e6,
+                record.processes.join(", ")
+            ),
+        );
+    }
+    let survivors: Vec<usize> = all.iter().copied().filter(|&i| lab.members[i].dc != fault_dc).collect();
+    let phase_label = format!("{} {}", scenario.name, fault_dc_name);
+    // Watch for the new leader while the fault lasts.
+    let mut new_leader: Option<String> = None;
+    let fault_until = restore_at.unwrap_or(end);
+    while monotonic_ns() < fault_until {
+        if new_leader.is_none() {
+            if let Some(i) = observe::find_leader(&lab.members, &survivors, Duration::from_millis(300)).await {
+                new_leader = Some(lab.members[i].name.clone());
+                let still = leader_before.as_deref() == Some(lab.members[i].name.as_str());
+                run.note(
+                    monotonic_ns(),
+                    if still {
+                        format!("{} still leads (as seen by the drill)", lab.members[i].name)
+                    } else {
+                        format!("{} is the new leader (as seen by the drill)", lab.members[i].name)
+                    },
+                );
+            }
+        }
+        let until = (monotonic_ns() + 500_000_000).min(fault_until);
+        load_phase(&mut lab, &mut run, &mut tail, &phase_label, until, end).await;
+    }
+
+    // Restore.
+    let mut catch_up_task = None;
+    let mut restore_ns = None;
+    if let Some(restore_at) = restore_at {
+        // What the survivors have applied: the least the restored members
+        // must reach (read locally, since a quorum may not answer yet).
+        let target = observe::max_applied_revision(&lab.members, &survivors, Duration::from_secs(1)).await;
+        let now = monotonic_ns();
+        match scenario.fault {
+            Fault::Fire => {
+                lab.heal(fault_dc)?;
+                for i in lab.members_of(fault_dc) {
+                    lab.start_member(i)?;
+                }
+                for k in 0..per_dc {
+                    let id = DCS as u64 * per_dc + k + 1;
+                    lab.start_client(&spec(id, fault_dc, monotonic_ns() + 200_000_000))?;
+                    tail.follow(lab.client_history(id));
+                    client_ids[fault_dc].push(id);
+                }
+            }
+            Fault::Isolate => lab.heal(fault_dc)?,
+            Fault::Pause => lab.thaw(fault_dc),
+        }
+        restore_ns = Some(now);
+        run.note(now, format!("RESTORE: {}", scenario.recovery(&fault_dc_name)));
+        let restored: Vec<_> = lab
+            .members_of(fault_dc)
+            .into_iter()
+            .map(|i| lab.members[i].clone())
+            .collect();
+        let limit = Duration::from_nanos(end.saturating_sub(now)) + Duration::from_secs(20);
+        catch_up_task = Some((
+            restore_at,
+            target,
+            tokio::spawn(async move {
+                let mut set = tokio::task::JoinSet::new();
+                for m in restored {
+                    set.spawn(async move {
+                        let at = match target {
+                            Some(t) => observe::wait_caught_up(&m, t, limit).await,
+                            None => None,
+                        };
+                        (m.name.clone(), at)
+                    });
+                }
+                let mut out = Vec::new();
+                while let Some(done) = set.join_next().await {
+                    out.extend(done.ok());
+                }
+                out.sort();
+                out
+            }),
+        ));
+        load_phase(&mut lab, &mut run, &mut tail, "after", end, end).await;
+    }
+    let relay_cpu_at_end = lab.relay().cpu_ns();
+    run.note(end, "load ends");
+
+    // Wait for the clients to finish their last operation.
+    let grace_until = end + args.op_timeout_ms * 1_000_000 + 3_000_000_000;
+    while lab.clients_running() && monotonic_ns() < grace_until {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let stragglers = lab.kill_clients();
+    if !stragglers.is_empty() {
+        run.warn(format!(
+            "clients still running after the load were killed: {}",
+            stragglers.join(", ")
+        ));
+    }
+    load_phase(&mut lab, &mut run, &mut tail, "verify", monotonic_ns(), monotonic_ns()).await;
+    run.progress.done();
+
+    // Catch-up.
+    let catch_up = match catch_up_task {
+        Some((restore_at, target, task)) => {
+            let members = task.await.unwrap_or_default();
+            let start = restore_ns.unwrap_or(restore_at);
+            let members: Vec<(String, Option<f64>)> = members
+                .into_iter()
+                .map(|(name, at)| (name, at.map(|t| t.saturating_sub(start) as f64 / 1e6)))
+                .collect();
+            let max_ms = if members.iter().all(|(_, v)| v.is_some()) {
+                members.iter().filter_map(|(_, v)| *v).reduce(f64::max)
+            } else {
+                None
+            };
+            if let Some(ms) = max_ms {
+                run.note(
+                    start + (ms * 1e6) as u64,
+                    format!("{fault_dc_name} caught up ({ms:.0} ms after the restore)"),
+                );
+            }
+            Some(CatchUp {
+                restored_s: run.t(start),
+                target_revision: target,
+                members,
+                max_ms,
+            })
+        }
+        None => None,
+    };
+
+    // Verify against the store.
+    let still_faulted = restore_at.is_none();
+    let checkable: Vec<usize> = if still_faulted { survivors.clone() } else { all.clone() };
+    let final_read: Result<FinalRead, String> =
+        final_read(&lab.members, &survivors, KEY_PREFIX, Duration::from_secs(30)).await;
+    match &final_read {
+        Ok(read) => run.note(
+            read.complete_ns,
+            format!(
+                "final linearizable read via {}: {} keys at revision {}",
+                read.member,
+                read.kvs.len(),
+                read.revision
+            ),
+        ),
+        Err(e) => run.warn(e.clone()),
+    }
+    let agreement: Agreement = check_agreement(&lab.members, &checkable, Duration::from_secs(30)).await;
+    run.note(monotonic_ns(), format!("replicas: {}", agreement.detail));
+    let (history_members, history_revision): (Vec<usize>, Option<u64>) = match agreement.revision {
+        Some(rev) => (checkable.clone(), Some(rev)),
+        None => match &final_read {
+            Ok(read) => {
+                let i = all
+                    .iter()
+                    .copied()
+                    .find(|&i| lab.members[i].name == read.member)
+                    .unwrap_or(survivors[0]);
+                (
+                    vec![i],
+                    observe::serializable_revision(&lab.members[i], Duration::from_secs(2)).await,
+                )
+            }
+            Err(_) => (Vec::new(), None),
+        },
+    };
+    let store_history: Option<StoreHistory> = match history_revision {
+        Some(rev) => {
+            run.progress
+                .event(None, &format!("reading the store's history: revisions 1 to {rev}"));
+            let h = read_store_history(&lab.members, &history_members, KEY_PREFIX, rev, 16).await;
+            if !h.unreadable.is_empty() {
+                run.warn(format!(
+                    "{} revisions of the store's history could not be read",
+                    h.unreadable.len()
+                ));
+            }
+            Some(h)
+        }
+        None => None,
+    };
+    let leader_after = observe::find_leader(&lab.members, &checkable, Duration::from_secs(1))
+        .await
+        .map(|i| lab.members[i].name.clone());
+    let relay_stats = lab.relay().stats();
+    let topology = topology_of(&lab, &client_ids);
+
+    // Tear the lab down before checking (the checker wants the CPU).
+    lab.stop_all(Duration::from_secs(3));
+    drop(lab);
+    run.progress
+        .event(None, "lab removed (processes, namespaces, nftables table)");
+
+    // The history.
+    let mut history_warnings = Vec::new();
+    let mut per_client = Vec::new();
+    for id in client_ids.iter().flatten() {
+        let (events, warnings) = read_client_file(&dir.join("clients").join(format!("c{id}.jsonl")));
+        per_client.push(events);
+        history_warnings.extend(warnings);
+    }
+    let keys = workload_keys(args.keys, KEY_PREFIX);
+    if let Ok(read) = &final_read {
+        per_client.push(read.events(&keys));
+    }
+    let events = merge(per_client, zero);
+    let history_path = dir.join("history.jsonl");
+    write_history_jsonl(&history_path, &events)?;
+    run.progress.event(
+        None,
+        &format!(
+            "checking {} operations for linearizability (budget {} s)",
+            events.len(),
+            args.check_budget
+        ),
+    );
+    let budget = Budget::with_duration(Duration::from_secs(args.check_budget));
+    let check_events = events.clone();
+    let check = tokio::task::spawn_blocking(move || check_history(&check_events, budget))
+        .await
+        .map_err(|e| DrillError::Internal(format!("the checker panicked: {e}")))?;
+
+    // Checks.
+    let mut checks = history_checks(&events, &check);
+    let final_lost = lost_by_final_read(&events);
+    let findings = store_history.as_ref().map(|h| audit(&events, h));
+    let audit_lost = findings.as_ref().map(|f| f.lost.clone()).unwrap_or_default();
+    let lost_writes = combine(&events, &final_lost, &audit_lost);
+    let misplaced = findings.as_ref().map(|f| f.misplaced.clone()).unwrap_or_default();
+    let acked = events
+        .iter()
+        .filter(|e| e.client != 0 && e.is_acknowledged_write())
+        .count();
+    checks.push(CheckResult {
+        name: "no_lost_writes".into(),
+        status: if !lost_writes.is_empty() || !misplaced.is_empty() {
+            Status::Fail
+        } else if final_read.is_err() || findings.as_ref().map_or(true, |f| f.unverifiable > 0) {
+            Status::Unknown
+        } else {
+            Status::Pass
+        },
+        from_history: false,
+        detail: if !lost_writes.is_empty() || !misplaced.is_empty() {
+            format!(
+                "{} of {acked} acknowledged writes lost ({} missing from the final read, {} missing from the store's \
+                 history); {} applied at another revision than acknowledged",
+                lost_writes.len(),
+                final_lost.len(),
+                audit_lost.len(),
+                misplaced.len()
+            )
+        } else if let Some(f) = &findings {
+            format!(
+                "all {acked} acknowledged writes are in the final read (or overwritten later) and in the store's \
+                 history at the revision they were acknowledged with{}",
+                if f.unverifiable > 0 {
+                    format!("; {} could not be placed (unreadable revisions)", f.unverifiable)
+                } else {
+                    String::new()
+                }
+            )
+        } else {
+            "the store's history could not be read".into()
+        },
+    });
+    checks.push(CheckResult {
+        name: "replicas_agree".into(),
+        status: if agreement.agree { Status::Pass } else { Status::Fail },
+        from_history: false,
+        detail: agreement.detail.clone(),
+    });
+    let timeline = Timeline {
+        fault_ns: record.start_ns.saturating_sub(zero),
+        fault_done_ns: record.done_ns.saturating_sub(zero),
+        restore_ns: restore_ns.map(|r| r.saturating_sub(zero)),
+        end_ns: end - zero,
+    };
+    let dc_names: Vec<String> = (0..DCS).map(AddressPlan::dc_name).collect();
+    let bin_ns = if args.duration < 20.0 {
+        500_000_000
+    } else {
+        1_000_000_000
+    };
+    let measurements = measure(&events, &dc_names, &fault_dc_name, timeline, bin_ns);
+    let rto = &measurements.rto;
+    checks.push(CheckResult {
+        name: "recovered".into(),
+        status: match rto.rto_ms {
+            Some(ms) if ms <= args.max_rto_ms as f64 => Status::Pass,
+            _ => Status::Fail,
+        },
+        from_history: false,
+        detail: match rto.rto_ms {
+            Some(ms) => format!(
+                "every client of the other datacenters completed a write and a linearizable read {ms:.0} ms after \
+                 the fault at worst (write {:.0} ms, read {:.0} ms; bound {} ms)",
+                rto.write_ms.unwrap_or(0.0),
+                rto.read_ms.unwrap_or(0.0),
+                args.max_rto_ms
+            ),
+            None => format!(
+                "clients {:?} of the other datacenters never completed both a write and a read after the fault",
+                rto.unrecovered_clients
+            ),
+        },
+    });
+    if scenario.fault == Fault::Isolate {
+        let heal = timeline.restore_ns.unwrap_or(u64::MAX);
+        let served = served_while_cut(&events, &fault_dc_name, timeline.fault_done_ns, heal);
+        let tried = events
+            .iter()
+            .filter(|e| {
+                e.dc.as_deref() == Some(fault_dc_name.as_str())
+                    && e.client != 0
+                    && e.invoke_ns >= timeline.fault_done_ns
+                    && e.invoke_ns < heal
+            })
+            .count();
+        checks.push(CheckResult {
+            name: "isolated_dc_served_nothing".into(),
+            status: if served.is_empty() { Status::Pass } else { Status::Fail },
+            from_history: false,
+            detail: if served.is_empty() {
+                format!("none of the {tried} operations {fault_dc_name}'s clients tried while it was cut off succeeded")
+            } else {
+                format!(
+                    "{} operation(s) of {fault_dc_name}'s clients succeeded while it was cut off: {}",
+                    served.len(),
+                    served
+                        .iter()
+                        .take(20)
+                        .map(|id| format!("#{id}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            },
+        });
+    }
+    if let Some(c) = &catch_up {
+        checks.push(CheckResult {
+            name: "restored_dc_caught_up".into(),
+            status: match (c.target_revision, c.max_ms) {
+                (None, _) => Status::Unknown,
+                (Some(_), Some(_)) => Status::Pass,
+                (Some(_), None) => Status::Fail,
+            },
+            from_history: false,
+            detail: match (c.target_revision, c.max_ms) {
+                (None, _) => "no surviving member answered at the restore".into(),
+                (Some(t), Some(ms)) => {
+                    format!(
+                        "{fault_dc_name}'s members applied revision {t} (the survivors' at the restore) {ms:.0} ms \
+                         after it"
+                    )
+                }
+                (Some(t), None) => format!("a member of {fault_dc_name} never applied revision {t}"),
+            },
+        });
+    }
+    let verdict = verdict_of(&checks);
+    let history_verdict = verdict_of(checks.iter().filter(|c| c.from_history));
+
+    let load_s = args.duration;
+    let load_cpu_ms = match (relay_cpu_at_zero, relay_cpu_at_end) {
+        (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / 1e6),
+        _ => None,
+    };
+    let relay = RelayReport {
+        one_way_ms: args.rtt_ms / 2.0,
+        load_cpu_percent_of_one_core: load_cpu_ms.map(|ms| ms / (load_s * 1000.0) * 100.0),
+        cpu_ms_per_mib: relay_stats
+            .cpu_ms
+            .filter(|_| relay_stats.bytes > 0)
+            .map(|ms| ms / (relay_stats.bytes as f64 / 1_048_576.0)),
+        load_cpu_ms,
+        stats: relay_stats,
+    };
+    let outcome_count = |o: Outcome| events.iter().filter(|e| e.outcome == o).count();
+    let mut warnings = run.warnings.clone();
+    warnings.extend(check.warnings.iter().map(|w| format!("checker: {w}")));
+    let summary_line = format!(
+        "{}: {} in {}; {} acknowledged write(s) lost; linearizable: {}; RTO {}; {} operations",
+        verdict,
+        scenario.name,
+        fault_dc_name,
+        lost_writes.len(),
+        match check.linearizable {
+            Some(true) => "yes",
+            Some(false) => "NO",
+            None => "undecided",
+        },
+        rto.rto_ms.map_or("n/a".into(), |v| format!("{v:.0} ms")),
+        events.len()
+    );
+    let report = Report {
+        schema: report::SCHEMA,
+        scenario: scenario.name.to_owned(),
+        seed: plan.seed,
+        fault_dc: fault_dc_name.clone(),
+        fault_dc_reason,
+        verdict,
+        history_verdict,
+        linearizable: check.linearizable,
+        acknowledged_writes_lost: lost_writes.len(),
+        rto_ms: rto.rto_ms,
+        hypothesis: scenario.hypothesis(&fault_dc_name),
+        summary: summary_line,
+        checks,
+        lost_writes,
+        misplaced_writes: misplaced,
+        mode: plan.mode.as_str().to_owned(),
+        mode_note: (plan.mode == Mode::Loopback).then(|| {
+            "Process-only mode on loopback: the datacenters share one network namespace and the machine's \
+             addresses; only the userspace relay separates them (no nftables), so a process could bypass a cut. \
+             Weaker than the namespace lab."
+                .to_owned()
+        }),
+        topology,
+        settings: Settings {
+            duration_s: args.duration,
+            fault_at_s: args.fault_at,
+            restore_after_s: plan.restore_after(),
+            clients_per_dc: args.clients,
+            nodes_per_dc: args.nodes_per_dc,
+            rtt_ms: args.rtt_ms,
+            keys: args.keys,
+            key_prefix: KEY_PREFIX.into(),
+            mix: "get 40, put 30, cas 20, delete 10".into(),
+            op_timeout_ms: args.op_timeout_ms,
+            rate_per_client: args.rate,
+            heartbeat_ms: HEARTBEAT_MS,
+            election_timeout_ms: ELECTION_MS,
+            snapshot_entries: args.snapshot_entries,
+            check_budget_s: args.check_budget,
+            max_rto_ms: args.max_rto_ms,
+            failpoints: std::env::var("FAILPOINTS").ok(),
+        },
+        timeline: TimelineReport {
+            clock_zero_ns: zero,
+            fault_s: run.t(record.start_ns),
+            fault_done_s: run.t(record.done_ns),
+            restore_s: restore_ns.map(|r| run.t(r)),
+            end_s: run.t(end),
+            leader_before,
+            leader_after,
+            events: {
+                let mut m = run.moments.clone();
+                m.sort_by(|a, b| a.t_s.total_cmp(&b.t_s));
+                m
+            },
+        },
+        measurements,
+        catch_up,
+        replicas: Some(agreement),
+        relay,
+        history: HistorySummary {
+            file: "history.jsonl".into(),
+            events: events.len(),
+            ok: outcome_count(Outcome::Ok),
+            fail: outcome_count(Outcome::Fail),
+            unknown: outcome_count(Outcome::Unknown),
+            final_read: final_read.as_ref().ok().map(|r| (r.member.clone(), r.revision)),
+            warnings: history_warnings,
+        },
+        check,
+        started_at: report::utc(started_wall),
+        duration_s: (monotonic_ns() - started) as f64 / 1e9,
+        firebreak_version: env!("CARGO_PKG_VERSION").into(),
+        warnings,
+    };
+    report.write_json(dir)?;
+    let html_path = dir.join("report.html");
+    std::fs::write(&html_path, html::render(&report, &events))
+        .map_err(DrillError::io("cannot write the report", &html_path))?;
+    Ok(report)
+}
+
+fn topology_of(lab: &Lab, client_ids: &[Vec<u64>]) -> Topology {
+    Topology {
+        mode: lab.plan.mode.as_str().to_owned(),
+        datacenters: (0..DCS)
+            .map(|dc| DcTopology {
+                name: AddressPlan::dc_name(dc),
+                namespace: lab.namespace(dc),
+                subnet: lab.plan.subnet(dc),
+                gateway: lab.plan.gateway(dc).to_string(),
+                members: lab.members.iter().filter(|m| m.dc == dc).cloned().collect(),
+                clients: client_ids[dc].clone(),
+            })
+            .collect(),
+        nftables_table: lab.nft_table(),
+    }
+}
