@@ -80,7 +80,7 @@ pub struct RawRaft {
     /// three heartbeats.
     pub election_timeout_ms: Option<u64>,
     /// Take a snapshot (and allow the log before it to be purged) after this
-    /// many entries. Default 10000.
+    /// many entries. Default 100000 (etcd's default).
     pub snapshot_entries: Option<u64>,
 }
 
@@ -244,7 +244,7 @@ impl RawConfig {
                 format!("must be at least 3 heartbeat intervals ({} ms)", 3 * heartbeat),
             ));
         }
-        let snapshot_entries = self.raft.snapshot_entries.unwrap_or(10_000);
+        let snapshot_entries = self.raft.snapshot_entries.unwrap_or(100_000);
         if snapshot_entries == 0 {
             return Err(invalid("raft.snapshot_entries", "0", "must be positive"));
         }

@@ -67,6 +67,12 @@ fn responses(node: &Node, update: WatchUpdate, fragment: bool) -> Vec<PbWatchRes
             cancel_reason: reason,
             ..base(revision, id)
         }],
+        WatchUpdate::Refused { revision, reason } => vec![PbWatchResponse {
+            created: true,
+            canceled: true,
+            cancel_reason: reason,
+            ..base(revision, -1)
+        }],
         WatchUpdate::Progress { id, revision } => vec![base(revision, id)],
         WatchUpdate::Events { id, revision, events } => {
             let events: Vec<PbEvent> = events.into_iter().map(event).collect();

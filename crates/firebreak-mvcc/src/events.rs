@@ -7,6 +7,11 @@
 //! exactly that revision. A watcher that asks for revisions `from..=to` and
 //! then `to+1..` sees every event once, with no gap, on any replica that
 //! has applied up to `to`.
+//!
+//! An event's `prev_kv` is what etcd sends: the key's value at the
+//! event's revision - 1 (so a delete that follows a put of the same key in
+//! one transaction has the value from before the transaction), none for a
+//! put that creates the key, none if that revision is compacted.
 
 use crate::error::KvError;
 use crate::store::{to_kv, Store};
@@ -62,10 +67,14 @@ impl Store {
                     continue;
                 };
                 let record = &history.records[pos];
-                let prev_kv = pos
-                    .checked_sub(1)
-                    .map(|p| &history.records[p])
-                    .filter(|r| r.version != 0)
+                // As etcd: the key's value at the revision before the
+                // event's (not an earlier write of the same revision),
+                // none for a put that creates the key, and none once that
+                // revision is compacted.
+                let creates = record.version != 0 && record.create_revision == *rev;
+                let prev_kv = (!creates && *rev > self.compacted)
+                    .then(|| history.at(*rev - 1))
+                    .flatten()
                     .map(|r| to_kv(key_bytes, r));
                 let event = if record.version == 0 {
                     Event {

@@ -337,7 +337,10 @@ impl Store {
     /// Writes `key` at revision `rev` as part of a change; returns the
     /// previous live value.
     pub(crate) fn put_record(&mut self, key: &Bytes, value: Bytes, lease: i64, rev: i64) {
-        let history = self.keys.entry(key.clone()).or_default();
+        // Most keys have one record: allocate for one, not Vec's default four.
+        let history = self.keys.entry(key.clone()).or_insert_with(|| KeyHistory {
+            records: Vec::with_capacity(1),
+        });
         let (create_revision, version, old_lease) = match history.latest() {
             Some(prev) => (prev.create_revision, prev.version + 1, prev.lease),
             None => (rev, 1, 0),

@@ -16,12 +16,24 @@
 //!   is reported as etcd reports it).
 //! - A watcher whose `next` falls below the compaction revision is
 //!   cancelled with `compact_revision` set.
+//!
+//! # etcd's rules (3.4), as clients see them
+//! - An empty key is `"\0"`. A range end that is neither empty nor `"\0"`
+//!   must be above the key, else the create is refused ("watcher range is
+//!   empty"). A requested id already taken on the stream is refused. A
+//!   refusal is a created response that is also cancelled, with id -1.
+//! - Ids the session chooses count up from 0 and are never reused on the
+//!   stream, skipping ids taken by the client; any other id the client
+//!   asks for (also a negative one) is its own.
+//! - A watcher cancelled by compaction keeps its id until the client
+//!   cancels it (which is answered); its compaction response has no
+//!   reason and header revision 0.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use firebreak_mvcc::{Event, EventKind, KvError};
+use firebreak_mvcc::{Event, EventKind};
 
 use crate::node::Node;
 
@@ -53,12 +65,17 @@ pub enum WatchUpdate {
         revision: i64,
         events: Vec<Event>,
     },
-    /// Cancelled by the client, by compaction (`compact_revision` > 0) or
-    /// refused at creation (`reason`).
+    /// Cancelled by the client, or by compaction (`compact_revision` > 0,
+    /// `revision` 0, as etcd sends it).
     Canceled {
         id: i64,
         revision: i64,
         compact_revision: i64,
+        reason: String,
+    },
+    /// A create refused: answered as created and cancelled, with id -1.
+    Refused {
+        revision: i64,
         reason: String,
     },
     /// Nothing happened to this watcher (id -1: answer to a progress
@@ -75,6 +92,9 @@ struct Watcher {
     next: i64,
     /// Whether any event was sent since the last progress tick.
     active: bool,
+    /// Cancelled by compaction: sent nothing more, but keeps its id until
+    /// the client cancels it.
+    compacted: bool,
 }
 
 /// The watchers of one client stream.
@@ -93,7 +113,8 @@ impl WatchSession {
         }
     }
 
-    /// Number of live watchers.
+    /// Number of watchers holding an id (also those cancelled by
+    /// compaction, until the client cancels them).
     pub fn len(&self) -> usize {
         self.watchers.len()
     }
@@ -102,32 +123,32 @@ impl WatchSession {
         self.watchers.is_empty()
     }
 
-    pub fn create(&mut self, spec: WatchSpec) -> Vec<WatchUpdate> {
+    pub fn create(&mut self, mut spec: WatchSpec) -> Vec<WatchUpdate> {
         let (current, _) = self.node.revision_window();
-        let id = if spec.watch_id != 0 {
-            spec.watch_id
-        } else {
+        let refuse = |reason: &str| {
+            vec![WatchUpdate::Refused {
+                revision: current,
+                reason: reason.into(),
+            }]
+        };
+        if spec.key.is_empty() {
+            // "\0" is the smallest key.
+            spec.key = Bytes::from_static(b"\0");
+        }
+        if !spec.range_end.is_empty() && spec.range_end[..] != [0] && spec.key >= spec.range_end {
+            return refuse("mvcc: watcher range is empty");
+        }
+        let id = if spec.watch_id == 0 {
             while self.watchers.contains_key(&self.next_id) {
                 self.next_id += 1;
             }
-            self.next_id
+            self.next_id += 1;
+            self.next_id - 1
+        } else if self.watchers.contains_key(&spec.watch_id) {
+            return refuse("mvcc: duplicate watch ID provided on the WatchStream");
+        } else {
+            spec.watch_id
         };
-        if self.watchers.contains_key(&id) || id < 0 {
-            return vec![WatchUpdate::Canceled {
-                id,
-                revision: current,
-                compact_revision: 0,
-                reason: "etcdserver: duplicate watch ID".into(),
-            }];
-        }
-        if spec.key.is_empty() {
-            return vec![WatchUpdate::Canceled {
-                id,
-                revision: current,
-                compact_revision: 0,
-                reason: KvError::EmptyKey.to_string(),
-            }];
-        }
         let next = if spec.start_revision > 0 {
             spec.start_revision
         } else {
@@ -139,6 +160,7 @@ impl WatchSession {
                 spec,
                 next,
                 active: false,
+                compacted: false,
             },
         );
         let mut out = vec![WatchUpdate::Created { id, revision: current }];
@@ -170,18 +192,18 @@ impl WatchSession {
         let Some(w) = self.watchers.get_mut(&id) else {
             return Vec::new();
         };
-        if w.next > current {
+        if w.compacted || w.next > current {
             return Vec::new();
         }
         match self.node.events(&w.spec.key, &w.spec.range_end, w.next, current) {
             Err(_) => {
                 let (_, compacted) = self.node.revision_window();
-                self.watchers.remove(&id);
+                w.compacted = true;
                 vec![WatchUpdate::Canceled {
                     id,
-                    revision: current,
+                    revision: 0,
                     compact_revision: compacted,
-                    reason: KvError::Compacted.to_string(),
+                    reason: String::new(),
                 }]
             }
             Ok(events) => {
@@ -230,7 +252,7 @@ impl WatchSession {
         let mut out = self.sync();
         let (current, _) = self.node.revision_window();
         for (id, w) in &mut self.watchers {
-            if w.spec.progress_notify && !w.active {
+            if w.spec.progress_notify && !w.active && !w.compacted {
                 out.push(WatchUpdate::Progress {
                     id: *id,
                     revision: current,
