@@ -212,6 +212,49 @@ pub enum WriteCommand {
     LeaseGrant(LeaseGrantRequest),
     LeaseRevoke(LeaseRevokeRequest),
     Alarm(AlarmRequest),
+    /// Several independent requests in one log entry, applied in order as
+    /// if they had been proposed one after the other (each gets its own
+    /// revision and its own answer). The replication layer batches
+    /// concurrent writes this way.
+    Batch(Vec<WriteCommand>),
+}
+
+impl WriteCommand {
+    /// Approximate encoded size, for bounding batches.
+    pub fn approx_bytes(&self) -> usize {
+        fn op_bytes(op: &RequestOp) -> usize {
+            match op {
+                RequestOp::Range(r) => r.key.len() + r.range_end.len() + 32,
+                RequestOp::Put(p) => p.key.len() + p.value.len() + 32,
+                RequestOp::DeleteRange(d) => d.key.len() + d.range_end.len() + 16,
+                RequestOp::Txn(t) => txn_bytes(t),
+                RequestOp::Empty => 4,
+            }
+        }
+        fn txn_bytes(t: &TxnRequest) -> usize {
+            let compares: usize = t
+                .compare
+                .iter()
+                .map(|c| {
+                    c.key.len()
+                        + c.range_end.len()
+                        + match &c.target {
+                            CompareTarget::Value(v) => v.len(),
+                            _ => 8,
+                        }
+                        + 8
+                })
+                .sum();
+            compares + t.success.iter().chain(&t.failure).map(op_bytes).sum::<usize>() + 16
+        }
+        match self {
+            WriteCommand::Put(p) => p.key.len() + p.value.len() + 32,
+            WriteCommand::DeleteRange(d) => d.key.len() + d.range_end.len() + 16,
+            WriteCommand::Txn(t) => txn_bytes(t),
+            WriteCommand::Batch(cmds) => cmds.iter().map(WriteCommand::approx_bytes).sum(),
+            _ => 32,
+        }
+    }
 }
 
 /// The answer to a [`WriteCommand`].
@@ -224,6 +267,8 @@ pub enum WriteResponse {
     LeaseGrant(LeaseGrantResponse),
     LeaseRevoke(LeaseRevokeResponse),
     Alarm(AlarmResponse),
+    /// The answers of a [`WriteCommand::Batch`], in order.
+    Batch(Vec<Result<WriteResponse, crate::KvError>>),
 }
 
 /// An alarm a member can raise, as etcd numbers them.

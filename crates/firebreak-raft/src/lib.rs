@@ -22,6 +22,7 @@ pub mod log_store;
 pub mod maintenance;
 pub mod membership;
 pub mod network;
+mod proposer;
 mod node;
 pub mod state_machine;
 pub mod transport;

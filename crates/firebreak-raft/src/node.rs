@@ -23,7 +23,7 @@ use firebreak_mvcc::{
     CompactRequest, CompactResponse, DeleteRangeRequest, DeleteRangeResponse, KvError, PutRequest, PutResponse,
     RangeRequest, RangeResponse, TxnRequest, TxnResponse, WriteCommand, WriteResponse,
 };
-use openraft::error::{CheckIsLeaderError, ClientWriteError, InitializeError, RaftError};
+use openraft::error::{CheckIsLeaderError, InitializeError, RaftError};
 use openraft::{ServerState, SnapshotPolicy};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
@@ -33,6 +33,7 @@ use crate::error::{NodeError, Unavailable};
 use crate::lessor::Lessor;
 use crate::log_store::LogStore;
 use crate::network::Network;
+use crate::proposer::{Pending, Proposal};
 use crate::state_machine::{SharedReplica, StateMachine};
 use crate::transport::{read_frame, write_frame, ForwardError, PeerError, PeerRequest, PeerResponse, Peers};
 use crate::types::{Member, NodeId, Raft};
@@ -107,6 +108,8 @@ pub struct Node {
     tasks: Mutex<Vec<JoinHandle<()>>>,
     /// Readers waiting for a read index; see [`batch_read_indexes`].
     read_requests: tokio::sync::mpsc::UnboundedSender<ReadWaiter>,
+    /// Writes waiting to be proposed; see [`crate::proposer`].
+    proposals: tokio::sync::mpsc::UnboundedSender<Pending>,
 }
 
 /// Where a reader waits for the read index of its batch.
@@ -120,11 +123,6 @@ fn cluster_id(ids: impl IntoIterator<Item = u64>) -> u64 {
     firebreak_config::member_id(&text.join(","))
 }
 
-enum Proposal {
-    Done(Result<WriteResponse, KvError>),
-    /// Not appended here; the leader if one is known.
-    NotLeader(Option<(NodeId, Member)>),
-}
 
 impl Node {
     /// Opens storage, starts Raft and the peer listener, and on a first
@@ -205,8 +203,10 @@ impl Node {
         }
 
         let (read_requests, read_queue) = tokio::sync::mpsc::unbounded_channel();
+        let (proposals, proposal_queue) = tokio::sync::mpsc::unbounded_channel();
         let node = Arc::new(Node {
             read_requests,
+            proposals,
             id: config.id,
             cluster_id: cluster_id(config.members.iter().map(|m| m.id)),
             raft,
@@ -223,7 +223,8 @@ impl Node {
         let server = tokio::spawn(serve_peers(listener, Arc::downgrade(&node)));
         let expiry = tokio::spawn(crate::leases::expire_leases(Arc::downgrade(&node)));
         let reads = tokio::spawn(batch_read_indexes(Arc::downgrade(&node), read_queue));
-        node.tasks.lock().expect("tasks lock").extend([server, expiry, reads]);
+        let proposer = tokio::spawn(crate::proposer::run_proposer(Arc::downgrade(&node), proposal_queue));
+        node.tasks.lock().expect("tasks lock").extend([server, expiry, reads, proposer]);
         Ok(node)
     }
 
@@ -371,18 +372,15 @@ impl Node {
         if let Some(fake) = self.ack_before_replication(&cmd).await {
             return Ok(Proposal::Done(fake));
         }
-        match tokio::time::timeout_at(deadline, self.raft.client_write(cmd)).await {
+        let (done, answer) = tokio::sync::oneshot::channel();
+        if self.proposals.send(Pending { cmd, done }).is_err() {
+            return Err(NodeError::Stopped("shutting down".into()));
+        }
+        match tokio::time::timeout_at(deadline, answer).await {
+            // The write may still be committed: its outcome is unknown.
             Err(_) => Err(Unavailable::Timeout.into()),
-            Ok(Ok(resp)) => Ok(Proposal::Done(
-                resp.data.0.expect("a command entry is applied with a result"),
-            )),
-            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
-                Ok(Proposal::NotLeader(f.leader_id.zip(f.leader_node)))
-            }
-            Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e)))) => {
-                Err(NodeError::Stopped(format!("unexpected membership error: {e}")))
-            }
-            Ok(Err(RaftError::Fatal(f))) => Err(NodeError::Stopped(f.to_string())),
+            Ok(Err(_)) => Err(NodeError::Stopped("shutting down".into())),
+            Ok(Ok(answer)) => answer,
         }
     }
 
