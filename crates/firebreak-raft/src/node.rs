@@ -123,7 +123,6 @@ fn cluster_id(ids: impl IntoIterator<Item = u64>) -> u64 {
     firebreak_config::member_id(&text.join(","))
 }
 
-
 impl Node {
     /// Opens storage, starts Raft and the peer listener, and on a first
     /// start initializes the cluster from the configured members.
@@ -224,7 +223,10 @@ impl Node {
         let expiry = tokio::spawn(crate::leases::expire_leases(Arc::downgrade(&node)));
         let reads = tokio::spawn(batch_read_indexes(Arc::downgrade(&node), read_queue));
         let proposer = tokio::spawn(crate::proposer::run_proposer(Arc::downgrade(&node), proposal_queue));
-        node.tasks.lock().expect("tasks lock").extend([server, expiry, reads, proposer]);
+        node.tasks
+            .lock()
+            .expect("tasks lock")
+            .extend([server, expiry, reads, proposer]);
         Ok(node)
     }
 

@@ -52,7 +52,9 @@ pub(crate) struct Pending {
 pub(crate) async fn run_proposer(node: Weak<Node>, mut queue: mpsc::UnboundedReceiver<Pending>) {
     let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     while let Some(first) = queue.recv().await {
-        let Ok(permit) = permits.clone().acquire_owned().await else { return };
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            return;
+        };
         // Everything that arrived while the first waited goes along.
         let mut bytes = first.cmd.approx_bytes();
         let mut batch = vec![first];
@@ -95,7 +97,10 @@ async fn propose_batch(raft: Raft, batch: Vec<Pending>) {
         }
         Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
             let leader = f.leader_id.zip(f.leader_node);
-            waiters.iter().map(|_| Ok(Proposal::NotLeader(leader.clone()))).collect()
+            waiters
+                .iter()
+                .map(|_| Ok(Proposal::NotLeader(leader.clone())))
+                .collect()
         }
         Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => waiters
             .iter()
