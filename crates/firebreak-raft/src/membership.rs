@@ -123,7 +123,12 @@ impl Node {
             )
             .await?;
         match result {
-            Ok(id) => Ok((id, self.members())),
+            Ok(id) => {
+                // The change ran at the leader; answer with a member list that
+                // has it, even if this member had not received it yet.
+                self.read_barrier().await?;
+                Ok((id, self.members()))
+            }
             Err(MembershipError::Unavailable(_)) => Err(crate::error::Unavailable::Timeout.into()),
             Err(e) => Err(NodeError::Membership(e)),
         }
