@@ -88,6 +88,23 @@ pub struct BenchArgs {
     /// Bytes per write for `--fsync-probe`.
     #[arg(long, default_value_t = 4096)]
     pub fsync_bytes: usize,
+    /// Instead of loading an endpoint, run the drill's WAN link emulator
+    /// for a lab of `--wan-dcs` network namespaces with one member each
+    /// (addresses as the drill lays them out under `--wan-prefix`), until
+    /// SIGTERM or SIGINT; then print its counters (CPU, bytes) as JSON.
+    #[arg(long)]
+    pub wan_relay: bool,
+    /// First two octets of the lab's addresses: datacenter d owns
+    /// `A.B.d.0/24`, its gateway (where the relay listens) is `A.B.d.1`,
+    /// its member `A.B.d.10` with client port 2379 and peer port 2380.
+    #[arg(long, default_value = "10.213")]
+    pub wan_prefix: String,
+    /// Round trip the relay adds between two datacenters.
+    #[arg(long, value_parser = parse_duration, default_value = "4ms")]
+    pub wan_rtt: Duration,
+    /// Datacenters of the lab.
+    #[arg(long, default_value_t = 3)]
+    pub wan_dcs: usize,
 }
 
 /// The workload of a run.
@@ -149,6 +166,12 @@ impl BenchArgs {
     /// Refuses combinations that cannot run.
     pub fn check(&self) -> Result<(), BenchError> {
         let usage = |m: &str| Err(BenchError::Usage(m.to_string()));
+        if self.wan_relay {
+            if !(1..=9).contains(&self.wan_dcs) {
+                return usage("--wan-dcs must be between 1 and 9");
+            }
+            return crate::wan::prefix(&self.wan_prefix).map(|_| ());
+        }
         if self.fsync_probe {
             if self.fsync_count == 0 || self.fsync_bytes == 0 {
                 return usage("--fsync-count and --fsync-bytes must be positive");

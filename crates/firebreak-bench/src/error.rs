@@ -16,6 +16,10 @@ pub enum BenchError {
     NoLeader(String),
     #[error("fsync probe in {dir}: {source}")]
     Fsync { dir: PathBuf, source: std::io::Error },
+    /// The WAN relay could not start (a gateway address is missing, a port
+    /// is taken).
+    #[error("WAN relay: {0}")]
+    Relay(String),
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
     #[error("cannot encode the report: {0}")]

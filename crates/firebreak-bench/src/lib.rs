@@ -17,6 +17,9 @@
 //! - [`report`]: the figures, as text for people or JSON for scripts.
 //! - [`fsync`]: `--fsync-probe`, the disk's fsync latency, which bounds
 //!   every durable write.
+//! - [`wan`]: `--wan-relay`, the drill's WAN link emulator run on its own,
+//!   so that `bench/compare-etcd.sh` can put the same round trip between the
+//!   members of either store.
 //!
 //! Speed goals are not asserted anywhere: this crate only measures.
 
@@ -26,6 +29,7 @@ pub mod error;
 pub mod fsync;
 pub mod report;
 pub mod runner;
+pub mod wan;
 pub mod workload;
 
 use std::io::Write;
@@ -48,6 +52,11 @@ pub fn run_bench(args: BenchArgs) -> Result<ExitCode, BenchError> {
         } else {
             report.to_text()
         })?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.wan_relay {
+        let stats = wan::run_relay(&args)?;
+        print_out(&(serde_json::to_string(&stats)? + "\n"))?;
         return Ok(ExitCode::SUCCESS);
     }
     let threads = args.threads.unwrap_or(2).max(1);
