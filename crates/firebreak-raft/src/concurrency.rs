@@ -138,18 +138,23 @@ impl Node {
         }
     }
 
-    /// Acquires the lock `name` for `lease`; returns the lock's key and the
-    /// revision at which it was acquired. A caller that gives up (drops the
-    /// future) leaves its key behind, as etcd's server does; it goes with
-    /// the lease.
-    pub async fn lock(&self, name: &[u8], lease: i64) -> Result<(Bytes, i64), ConcurrencyError> {
+    /// The prefix `name/` and the caller's own key under it, if its lease
+    /// exists.
+    fn session_keys(&self, name: &[u8], lease: i64) -> Result<(Bytes, Bytes), ConcurrencyError> {
         if lease == 0 || self.replica.read().expect("replica lock").store.lease(lease).is_none() {
             return Err(ConcurrencyError::SessionExpired);
         }
         let mut prefix = name.to_vec();
         prefix.push(b'/');
-        let prefix = Bytes::from(prefix);
-        let key = own_key(name, lease);
+        Ok((Bytes::from(prefix), own_key(name, lease)))
+    }
+
+    /// Acquires the lock `name` for `lease`; returns the lock's key and the
+    /// revision at which it was acquired. A caller that gives up (drops the
+    /// future) leaves its key behind, as etcd's server does; it goes with
+    /// the lease.
+    pub async fn lock(&self, name: &[u8], lease: i64) -> Result<(Bytes, i64), ConcurrencyError> {
+        let (prefix, key) = self.session_keys(name, lease)?;
         let (kv, _) = self.create_own_key(&key, &Bytes::new(), lease).await?;
         let revision = self.wait_turn(&prefix, &key, kv.create_revision).await?;
         Ok((key, revision))
@@ -169,13 +174,7 @@ impl Node {
     /// Campaigns for leadership of `name` with `value`; returns once this
     /// caller leads.
     pub async fn campaign(&self, name: &[u8], lease: i64, value: Bytes) -> Result<(LeaderKey, i64), ConcurrencyError> {
-        if lease == 0 || self.replica.read().expect("replica lock").store.lease(lease).is_none() {
-            return Err(ConcurrencyError::SessionExpired);
-        }
-        let mut prefix = name.to_vec();
-        prefix.push(b'/');
-        let prefix = Bytes::from(prefix);
-        let key = own_key(name, lease);
+        let (prefix, key) = self.session_keys(name, lease)?;
         let (kv, _) = self.create_own_key(&key, &value, lease).await?;
         let leader = LeaderKey {
             name: Bytes::copy_from_slice(name),
