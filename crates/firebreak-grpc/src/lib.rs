@@ -17,7 +17,6 @@ pub mod maintenance;
 pub mod status;
 pub mod watch;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use etcd_client::proto::{PbClusterServer, PbKvServer, PbLeaseServer, PbMaintenanceServer, PbWatchServer};
@@ -57,9 +56,4 @@ pub async fn serve(
         .add_service(concurrency::ElectionServer::new(node))
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
-}
-
-/// The address a listener is bound to, for logs.
-pub fn local_addr(listener: &tokio::net::TcpListener) -> Option<SocketAddr> {
-    listener.local_addr().ok()
 }

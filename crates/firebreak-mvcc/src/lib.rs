@@ -32,7 +32,7 @@ pub mod validate;
 pub use error::KvError;
 pub use hash::KvHash;
 pub use lease::{Lease, MAX_LEASE_TTL};
-pub use store::{Store, StoreStats};
+pub use store::Store;
 pub use types::*;
 
 /// etcd's default limit on the encoded size of one write request (1.5 MiB).

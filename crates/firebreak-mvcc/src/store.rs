@@ -61,17 +61,6 @@ impl KeyHistory {
     }
 }
 
-/// Counters describing the store's size, for status and metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct StoreStats {
-    /// Keys with at least one record (live or compactable history).
-    pub keys: u64,
-    /// Records over all keys.
-    pub records: u64,
-    /// Approximate bytes held by keys and values.
-    pub bytes: u64,
-}
-
 /// The key-value state of one replica.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Store {
@@ -140,17 +129,6 @@ impl Store {
     /// Revision of the last compaction, or -1 before any.
     pub fn compact_revision(&self) -> i64 {
         self.compacted
-    }
-
-    pub fn stats(&self) -> StoreStats {
-        let mut stats = StoreStats::default();
-        for (key, history) in &self.keys {
-            stats.keys += 1;
-            stats.records += history.records.len() as u64;
-            stats.bytes += key.len() as u64;
-            stats.bytes += history.records.iter().map(|r| r.value.len() as u64 + 40).sum::<u64>();
-        }
-        stats
     }
 
     /// Whether a lease exists.
