@@ -212,7 +212,13 @@ impl Exec<'_> {
 
     fn put(&mut self, p: &PutRequest) -> PutResponse {
         let rev = self.begin + 1;
-        let prev = self.store.latest(&p.key);
+        // The previous record is looked up (and copied) only when the put
+        // needs it; `put_record` finds the key's history on its own.
+        let prev = if p.prev_kv || p.ignore_value || p.ignore_lease {
+            self.store.latest(&p.key)
+        } else {
+            None
+        };
         let (value, lease) = match &prev {
             Some(prev) if p.ignore_value || p.ignore_lease => (
                 if p.ignore_value {
