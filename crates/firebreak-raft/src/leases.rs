@@ -64,7 +64,10 @@ impl Node {
     /// Renews a lease at the leader; answers its TTL, or 0 if it does not
     /// exist (as etcd's keep-alive does).
     pub async fn lease_keep_alive(&self, id: i64) -> Result<i64, NodeError> {
+        // One attempt per election timeout, so that a frozen leader is
+        // given up on and its successor found.
         self.on_leader(
+            self.election_timeout,
             |node| node.leader_keep_alive(id),
             PeerRequest::LeaseKeepAlive(id),
             |resp| match resp {
@@ -79,6 +82,7 @@ impl Node {
     pub async fn lease_time_to_live(&self, id: i64, with_keys: bool) -> Result<LeaseTtl, NodeError> {
         let ttl = self
             .on_leader(
+                self.election_timeout,
                 |node| node.leader_time_to_live(id),
                 PeerRequest::LeaseTimeToLive(id),
                 |resp| match resp {
@@ -150,9 +154,13 @@ impl Node {
     }
 
     /// Runs a request that only the leader can answer: here if this member
-    /// leads, else at the leader. Such requests are safe to retry.
+    /// leads, else at the leader, giving each attempt at most `attempt`.
+    /// A request that may take long at the leader (a membership change)
+    /// must pass an `attempt` that covers it, since a timed-out attempt is
+    /// retried.
     pub(crate) async fn on_leader<'a, T, F, Fut>(
         &'a self,
+        attempt: Duration,
         local: F,
         remote: PeerRequest,
         extract: fn(PeerResponse) -> Option<Result<T, ForwardError>>,
@@ -177,11 +185,7 @@ impl Node {
                         .map(|m| m.peer_addr.clone());
                     match addr {
                         Some(addr) => {
-                            // One attempt per election timeout, so a frozen
-                            // leader is given up on and its successor found.
-                            let remaining = deadline
-                                .saturating_duration_since(Instant::now())
-                                .min(self.election_timeout);
+                            let remaining = deadline.saturating_duration_since(Instant::now()).min(attempt);
                             match self.peers.get(id, &addr).call(&remote, remaining).await {
                                 Ok(resp) => extract(resp),
                                 Err(_) => None,

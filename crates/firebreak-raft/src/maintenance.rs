@@ -71,10 +71,19 @@ impl Node {
     /// Raises NOSPACE (through the log) and refuses the request if adding
     /// `extra` bytes would pass the space quota, as etcd's quota does.
     pub(crate) async fn check_quota(&self, extra: usize) -> Result<(), NodeError> {
-        let (size, raised) = {
+        let state = || {
             let replica = self.replica.read().expect("replica lock");
-            (replica.store.size_bytes(), replica.store.no_space())
+            (replica.store.no_space(), replica.store.size_bytes())
         };
+        let (raised, size) = state();
+        if !raised && size + extra as u64 <= self.quota_bytes {
+            return Ok(());
+        }
+        // Before refusing, catch up with the leader: this replica may not
+        // have applied a disarm, or the deletes and compactions that freed
+        // space.
+        self.read_barrier().await?;
+        let (raised, size) = state();
         if raised {
             return Err(KvError::NoSpace.into());
         }

@@ -110,7 +110,10 @@ impl Node {
     /// after it, with the id the change concerned.
     pub async fn change_members(&self, change: MembershipChange) -> Result<(NodeId, Vec<MemberInfo>), NodeError> {
         let result = self
+            // A change waits for joint consensus at the leader: one attempt
+            // gets the whole request time, so it is never proposed twice.
             .on_leader(
+                self.request_timeout,
                 |node| {
                     let change = change.clone();
                     async move { Ok(node.leader_change_members(change).await) }

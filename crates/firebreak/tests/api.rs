@@ -380,7 +380,11 @@ async fn watch_from_the_past_filters_progress_fragments_and_compaction() {
         .unwrap()
         .revision();
     c.put("big/2", big, None).await.unwrap();
-    let mut f = c
+    // Watch through a member that has applied both writes (a linearizable
+    // read through it first), so that its first sync holds both events.
+    let mut one = cluster.client_of(0).await;
+    one.get("big/2", None).await.unwrap();
+    let mut f = one
         .watch(
             "big/",
             Some(
@@ -395,7 +399,11 @@ async fn watch_from_the_past_filters_progress_fragments_and_compaction() {
     let mut events = 0;
     let mut fragments = 0;
     while events < 2 {
-        let m = f.message().await.unwrap().unwrap();
+        let m = tokio::time::timeout(Duration::from_secs(10), f.message())
+            .await
+            .expect("no events within 10 s")
+            .unwrap()
+            .unwrap();
         events += m.events().len();
         fragments += usize::from(m.0.fragment);
     }
@@ -404,12 +412,19 @@ async fn watch_from_the_past_filters_progress_fragments_and_compaction() {
     // A start below the compaction revision is cancelled with it.
     let head = c.get("f/a", None).await.unwrap().header().unwrap().revision();
     c.compact(head, None).await.unwrap();
-    let mut old = c
+    // Through a member that has applied the compaction (a linearizable
+    // read through it first): a lagging one would still serve the range.
+    one.get("f/a", None).await.unwrap();
+    let mut old = one
         .watch("f/", Some(WatchOptions::new().with_prefix().with_start_revision(first)))
         .await
         .unwrap();
     let mut cancelled = None;
-    while let Some(m) = old.message().await.unwrap() {
+    while let Some(m) = tokio::time::timeout(Duration::from_secs(10), old.message())
+        .await
+        .expect("no cancellation within 10 s")
+        .unwrap()
+    {
         if m.canceled() {
             cancelled = Some(m.compact_revision());
             break;
@@ -484,13 +499,15 @@ async fn a_burned_datacenter_is_replaced_while_clients_write() {
     )
     .unwrap();
     let log = std::fs::File::create(dir.join("m4.log")).unwrap();
-    let mut m4 = std::process::Command::new(common::BIN)
-        .args(["serve", "--config"])
-        .arg(&config)
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap();
+    let _m4 = common::KillOnDrop(
+        std::process::Command::new(common::BIN)
+            .args(["serve", "--config"])
+            .arg(&config)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
     let added = c
         .member_add([format!("http://127.0.0.1:{peer}?name=m4&datacenter=dc4")], None)
         .await
@@ -531,6 +548,4 @@ async fn a_burned_datacenter_is_replaced_while_clients_write() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let _ = m4_id;
-    let _ = m4.kill();
-    let _ = m4.wait();
 }

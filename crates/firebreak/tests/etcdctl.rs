@@ -296,13 +296,15 @@ fn etcdctl_watch_lease_lock_elect_snapshot_members_hashkv_alarms() {
     ]);
     assert!(added.contains("added"), "{added}");
     let log = std::fs::File::create(dir.path().join("dc1-2.log")).unwrap();
-    let mut joiner = Command::new(common::BIN)
-        .args(["serve", "--config"])
-        .arg(&config)
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap();
+    let _joiner = common::KillOnDrop(
+        Command::new(common::BIN)
+            .args(["serve", "--config"])
+            .arg(&config)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
     let list = up.ok(&["member", "list"]);
     let id = list
         .lines()
@@ -330,6 +332,4 @@ fn etcdctl_watch_lease_lock_elect_snapshot_members_hashkv_alarms() {
     assert_eq!(list.lines().count(), 4, "{list}");
     assert!(up.ok(&["member", "remove", &id]).contains("removed"));
     assert_eq!(up.ok(&["member", "list"]).lines().count(), 3);
-    let _ = joiner.kill();
-    let _ = joiner.wait();
 }

@@ -268,3 +268,14 @@ pub async fn connect(endpoints: &[String]) -> Client {
         .with_timeout(Duration::from_secs(10));
     Client::connect(endpoints, Some(options)).await.expect("connect")
 }
+
+/// A process the test started outside a [`Cluster`], killed when dropped
+/// (also when the test fails).
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
