@@ -17,7 +17,7 @@
 use bytes::Bytes;
 use firebreak_mvcc::{
     Compare, CompareResult, CompareTarget, DeleteRangeRequest, KeyValue, PutRequest, RangeRequest, RequestOp,
-    SortOrder, SortTarget, TxnRequest,
+    SortOrder, SortTarget, TxnRequest, TxnResponse,
 };
 
 use crate::error::NodeError;
@@ -189,25 +189,31 @@ impl Node {
         Ok((leader, revision))
     }
 
+    /// Runs `op` in a txn guarded by `leader` still holding its key (the
+    /// key's create revision unchanged).
+    async fn as_leader(&self, leader: &LeaderKey, op: RequestOp) -> Result<TxnResponse, NodeError> {
+        self.txn(TxnRequest {
+            compare: vec![Compare {
+                key: leader.key.clone(),
+                range_end: Bytes::new(),
+                result: CompareResult::Equal,
+                target: CompareTarget::Create(leader.rev),
+            }],
+            success: vec![op],
+            failure: vec![],
+        })
+        .await
+    }
+
     /// Updates the leader's value, if `leader` still leads.
     pub async fn proclaim(&self, leader: &LeaderKey, value: Bytes) -> Result<i64, ConcurrencyError> {
-        let resp = self
-            .txn(TxnRequest {
-                compare: vec![Compare {
-                    key: leader.key.clone(),
-                    range_end: Bytes::new(),
-                    result: CompareResult::Equal,
-                    target: CompareTarget::Create(leader.rev),
-                }],
-                success: vec![RequestOp::Put(PutRequest {
-                    key: leader.key.clone(),
-                    value,
-                    lease: leader.lease,
-                    ..Default::default()
-                })],
-                failure: vec![],
-            })
-            .await?;
+        let put = RequestOp::Put(PutRequest {
+            key: leader.key.clone(),
+            value,
+            lease: leader.lease,
+            ..Default::default()
+        });
+        let resp = self.as_leader(leader, put).await?;
         if !resp.succeeded {
             return Err(ConcurrencyError::NotLeader);
         }
@@ -216,22 +222,11 @@ impl Node {
 
     /// Gives up leadership (deletes the leader key if it is still ours).
     pub async fn resign(&self, leader: &LeaderKey) -> Result<i64, ConcurrencyError> {
-        let resp = self
-            .txn(TxnRequest {
-                compare: vec![Compare {
-                    key: leader.key.clone(),
-                    range_end: Bytes::new(),
-                    result: CompareResult::Equal,
-                    target: CompareTarget::Create(leader.rev),
-                }],
-                success: vec![RequestOp::DeleteRange(DeleteRangeRequest {
-                    key: leader.key.clone(),
-                    ..Default::default()
-                })],
-                failure: vec![],
-            })
-            .await?;
-        Ok(resp.revision)
+        let delete = RequestOp::DeleteRange(DeleteRangeRequest {
+            key: leader.key.clone(),
+            ..Default::default()
+        });
+        Ok(self.as_leader(leader, delete).await?.revision)
     }
 
     /// The current leader's key-value of election `name`.
