@@ -3,6 +3,7 @@
 #
 #   bench/compare-etcd.sh                      # everything: ~20-25 minutes
 #   ROUNDS=1 DURATION=3s NETS=loopback LOAD_KEYS=100000 bench/compare-etcd.sh   # a quick look
+#   ONLY="put-1 put-64" LOAD_KEYS=0 OUT=/tmp/b.md bench/compare-etcd.sh           # some workloads only
 #
 # What it does (see docs/benchmarks.md for the figures it last wrote):
 # 1. builds firebreak in release (or uses $FIREBREAK_BIN);
@@ -41,6 +42,7 @@ WAN_PREFIX=${WAN_PREFIX:-10.213}
 OUT=${OUT:-$ROOT/docs/benchmarks.md}
 ETCD=${ETCD:-etcd}
 NICE=${NICE:-nice -n 10}
+ONLY=${ONLY:-}  # workload names to run (default: all)
 
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -303,6 +305,7 @@ run_round() { # round
     prefill
     for w in "${WORKLOADS[@]}"; do
       name=${w%%|*}; args=${w#*|}
+      if [ -n "$ONLY" ] && [[ " $ONLY " != *" $name "* ]]; then continue; fi
       run_workload "$system" "$1" "$name" "$args"
     done
     stop_members

@@ -4,7 +4,8 @@
 //! - [`Node`] is what the protocol layer calls: writes go through the Raft
 //!   log (forwarded to the leader from any member), linearizable reads wait
 //!   for a read index confirmed by a quorum, serializable reads are local.
-//! - [`log_store`] keeps the Raft log durable in redb, with group commit.
+//! - [`log_store`] keeps the Raft log durable in append-only segment files
+//!   ([`wal`]), with group commit.
 //! - [`state_machine`] applies committed entries to the store and keeps
 //!   durable snapshots of it.
 //! - [`transport`] and [`network`] carry Raft and forwarded requests
@@ -27,6 +28,7 @@ mod proposer;
 pub mod state_machine;
 pub mod transport;
 pub mod types;
+mod wal;
 pub mod watch;
 
 pub use error::{NodeError, Unavailable};

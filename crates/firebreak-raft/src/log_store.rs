@@ -1,22 +1,50 @@
-//! The Raft log, durable in a redb database, with group commit.
+//! The Raft log, durable in append-only segment files ([`crate::wal`]),
+//! with group commit.
 //!
 //! Appends are visible to readers at once (from an in-memory copy of the
 //! unpurged log) and made durable by one writer thread, which gathers every
-//! request waiting for it into a single redb transaction and a single fsync.
-//! openraft is told an append is flushed only after that fsync, so an entry
-//! counts towards a commit quorum only once it is on disk.
+//! request waiting for it into a single write and a single fsync.
+//!
+//! # The leader writes in parallel with replication
+//! openraft 0.9 runs nothing else until the leader's own append is flushed,
+//! so a leader that waited for its fsync before replicating would pay two
+//! fsyncs in series per write (its own, then the followers'). A store
+//! opened with [`LogStore::open`]`(dir, Some(id))` instead tells openraft
+//! that an append it makes *as the leader of its current term* is flushed
+//! at once, and writes it in the background while openraft replicates it,
+//! as etcd's leader does. A follower's append is acknowledged only after
+//! its fsync, as before.
+//!
+//! openraft then counts the leader in a commit quorum before its copy is on
+//! disk, so nothing may learn of such a commit until it is. The
+//! [`Durability`] handle enforces this at the only two places a commit
+//! leaves the leader:
+//! - the state machine applies an entry (and so answers the client, serves
+//!   reads, builds snapshots) only once the leader's log is on disk up to
+//!   it ([`crate::state_machine::StateMachine::apply`]);
+//! - an AppendEntries carries a commit index only once the leader's log is
+//!   on disk up to it ([`crate::network`]).
+//!
+//! An entry acknowledged by a quorum of followers but not yet on the
+//! leader's disk when the leader dies was therefore seen by no one: no
+//! client got an answer for it, no replica applied it, no follower was told
+//! it is committed. A new leader may keep it or drop it, as with any entry
+//! that was never committed. Every entry that anyone *did* see as committed
+//! is on the disks of a quorum (the leader's and those of the followers
+//! that acknowledged it), which is Raft's durability rule.
 //!
 //! # Correctness
 //! - Appends, truncations and purges reach the disk in the order openraft
 //!   issued them: they go through one queue to one thread.
-//! - `LogFlushed` is signalled only after the transaction holding the entry
-//!   committed with `Durability::Immediate`.
+//! - A follower's `LogFlushed` is signalled only after the `fdatasync` that
+//!   follows the write of the entry; a leader's appends are covered by
+//!   [`Durability`], as above.
 //! - A vote is durable before `save_vote` returns (Raft's rule: never vote
 //!   twice in one term, even across a crash).
 //! - The committed index is saved without waiting; openraft tolerates it
 //!   being behind after a crash.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Debug;
 use std::ops::RangeBounds;
 use std::path::Path;
@@ -25,26 +53,22 @@ use std::sync::{Arc, Mutex};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{ErrorSubject, ErrorVerb, OptionalSend};
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
-use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
-
-const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
-const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
-const VOTE_KEY: &str = "vote";
-const COMMITTED_KEY: &str = "committed";
-const PURGED_KEY: &str = "purged";
+use crate::types::{Entry, LogId, NodeId, StorageError, TypeConfig, Vote};
+use crate::wal::{Record, Wal};
 
 /// What the writer thread is asked to do, in order.
 enum WriteOp {
-    Append(Vec<(u64, Vec<u8>)>, LogFlushed<TypeConfig>),
+    /// Encoded entries by index, the sequence number of the append, and the
+    /// callback still owed to openraft (none if it was answered early).
+    Append(Vec<(u64, Vec<u8>)>, u64, Option<LogFlushed<TypeConfig>>),
     /// Remove entries from this index on.
     Truncate(u64),
     /// Remove entries up to and including this log id.
     Purge(LogId),
-    Vote(Vec<u8>, oneshot::Sender<Result<(), String>>),
-    Committed(Vec<u8>),
+    Vote(Vote, oneshot::Sender<Result<(), String>>),
+    Committed(LogId),
 }
 
 /// The unpurged log, shared by the store and its readers.
@@ -54,12 +78,81 @@ struct Cache {
     last_purged: Option<LogId>,
 }
 
+/// Appends handed to the writer and not yet on disk.
+#[derive(Default)]
+struct Unflushed {
+    /// `(first index, last index, sequence number)` of each append, in the
+    /// order made; ranges are cut back when the log is truncated, so they
+    /// describe entries the log holds now.
+    appends: VecDeque<(u64, u64, u64)>,
+    /// Set when a write failed: nothing after it will reach the disk.
+    failed: Option<String>,
+}
+
+/// Which entries of the log are on disk: what the leader waits for before
+/// it lets anyone learn of a commit (see the module documentation).
+#[derive(Clone)]
+pub struct Durability {
+    state: Arc<watch::Sender<Unflushed>>,
+}
+
+impl Durability {
+    fn new() -> Durability {
+        Durability {
+            state: Arc::new(watch::Sender::new(Unflushed::default())),
+        }
+    }
+
+    /// Waits until every entry up to `index`, as the log holds them now,
+    /// is on disk. Fails if the log can no longer be written.
+    pub async fn wait_through(&self, index: u64) -> Result<(), String> {
+        let mut changes = self.state.subscribe();
+        let state = changes
+            .wait_for(|s| s.failed.is_some() || s.appends.iter().all(|&(first, _, _)| first > index))
+            .await
+            .map_err(|_| "the log is closed".to_string())?;
+        match &state.failed {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
+        }
+    }
+
+    fn appended(&self, first: u64, last: u64, seq: u64) {
+        self.state.send_modify(|s| s.appends.push_back((first, last, seq)));
+    }
+
+    /// Entries from `from` on are gone from the log: they are no longer
+    /// waited for.
+    fn truncated(&self, from: u64) {
+        self.state.send_modify(|s| {
+            s.appends.retain_mut(|(first, last, _)| {
+                *last = (*last).min(from.saturating_sub(1));
+                *first < from
+            })
+        });
+    }
+
+    /// Every append up to sequence number `seq` is on disk.
+    fn flushed_through(&self, seq: u64) {
+        self.state
+            .send_modify(|s| s.appends.retain(|&(_, _, append)| append > seq));
+    }
+
+    fn failed(&self, error: String) {
+        self.state.send_modify(|s| s.failed = Some(error));
+    }
+}
+
 /// The Raft log of one node.
 pub struct LogStore {
     cache: Arc<Mutex<Cache>>,
     writer: mpsc::Sender<WriteOp>,
     vote: Option<Vote>,
     committed: Option<LogId>,
+    /// This node's id, if it answers its own appends as leader at once.
+    early_as_leader: Option<NodeId>,
+    durability: Durability,
+    next_seq: u64,
 }
 
 /// A read handle on the log, for replication streams.
@@ -77,51 +170,49 @@ fn read_err(e: impl std::error::Error + 'static) -> StorageError {
 }
 
 impl LogStore {
-    /// Opens (or creates) the log in `dir/raft-log.redb` and loads it.
-    pub fn open(dir: &Path) -> Result<LogStore, StorageError> {
-        std::fs::create_dir_all(dir).map_err(read_err)?;
-        let db = Database::create(dir.join("raft-log.redb")).map_err(read_err)?;
-        {
-            // Create the tables so that readers find them.
-            let txn = db.begin_write().map_err(read_err)?;
-            txn.open_table(LOG).map_err(read_err)?;
-            txn.open_table(META).map_err(read_err)?;
-            txn.commit().map_err(read_err)?;
-        }
-        let mut cache = Cache::default();
-        let (vote, committed);
-        {
-            let txn = db.begin_read().map_err(read_err)?;
-            let log = txn.open_table(LOG).map_err(read_err)?;
-            for row in log.iter().map_err(read_err)? {
-                let (index, bytes) = row.map_err(read_err)?;
-                let entry: Entry = bincode::deserialize(bytes.value()).map_err(read_err)?;
-                cache.entries.insert(index.value(), entry);
-            }
-            let meta = txn.open_table(META).map_err(read_err)?;
-            let get = |key: &str| -> Result<Option<Vec<u8>>, StorageError> {
-                Ok(meta.get(key).map_err(read_err)?.map(|v| v.value().to_vec()))
-            };
-            let decode = |bytes: Option<Vec<u8>>| -> Result<Option<LogId>, StorageError> {
-                bytes.map(|b| bincode::deserialize(&b).map_err(read_err)).transpose()
-            };
-            vote = get(VOTE_KEY)?
-                .map(|b| bincode::deserialize::<Vote>(&b).map_err(read_err))
-                .transpose()?;
-            committed = decode(get(COMMITTED_KEY)?)?;
-            cache.last_purged = decode(get(PURGED_KEY)?)?;
-        }
+    /// Opens (or creates) the log in `dir` and loads it.
+    ///
+    /// With `Some(id)`, the node `id` answers the appends it makes as
+    /// leader before they are on disk, and whatever makes a commit visible
+    /// must wait for [`LogStore::durability`] (see the module
+    /// documentation). With `None`, every append is answered after its
+    /// fsync.
+    pub fn open(dir: &Path, early_as_leader: Option<NodeId>) -> Result<LogStore, StorageError> {
+        let (wal, recovered) = Wal::open(dir).map_err(read_err)?;
+        let cache = Cache {
+            entries: recovered.entries,
+            last_purged: recovered.purged,
+        };
+        let (vote, committed) = (recovered.vote, recovered.committed);
         let (writer, queue) = mpsc::channel();
+        let durability = Durability::new();
+        let flushed = durability.clone();
         std::thread::Builder::new()
             .name("raft-log-writer".into())
-            .spawn(move || write_loop(db, queue))
+            .spawn(move || write_loop(wal, queue, flushed))
             .map_err(read_err)?;
         Ok(LogStore {
             cache: Arc::new(Mutex::new(cache)),
             writer,
             vote,
             committed,
+            early_as_leader,
+            durability,
+            next_seq: 0,
         })
+    }
+
+    /// Which entries are on disk, for the state machine and the network.
+    pub fn durability(&self) -> Durability {
+        self.durability.clone()
+    }
+
+    /// Whether an append now is this node's own, as leader of its term.
+    fn appending_as_leader(&self) -> bool {
+        let (Some(id), Some(vote)) = (self.early_as_leader, self.vote) else {
+            return false;
+        };
+        vote.is_committed() && vote.leader_id().voted_for() == Some(id)
     }
 
     fn send(&self, op: WriteOp) -> Result<(), StorageError> {
@@ -135,9 +226,9 @@ impl LogStore {
     }
 }
 
-/// The writer thread: one redb transaction and one fsync per batch of
-/// queued requests.
-fn write_loop(db: Database, queue: mpsc::Receiver<WriteOp>) {
+/// The writer thread: one write and one fsync per batch of queued
+/// requests.
+fn write_loop(mut wal: Wal, queue: mpsc::Receiver<WriteOp>, durability: Durability) {
     while let Ok(first) = queue.recv() {
         let mut batch = vec![first];
         while batch.len() < 4096 {
@@ -146,14 +237,26 @@ fn write_loop(db: Database, queue: mpsc::Receiver<WriteOp>) {
                 Err(_) => break,
             }
         }
-        let result = write_batch(&db, &batch);
+        let result = write_batch(&mut wal, &batch);
         let failure = result.as_ref().err().map(|e| e.to_string());
-        if let Some(e) = &failure {
-            tracing::error!(error = %e, "raft log write failed");
+        match &failure {
+            Some(e) => {
+                tracing::error!(error = %e, "raft log write failed");
+                durability.failed(e.clone());
+            }
+            None => {
+                let last_seq = batch.iter().rev().find_map(|op| match op {
+                    WriteOp::Append(_, seq, _) => Some(*seq),
+                    _ => None,
+                });
+                if let Some(seq) = last_seq {
+                    durability.flushed_through(seq);
+                }
+            }
         }
         for op in batch {
             match op {
-                WriteOp::Append(_, callback) => callback.log_io_completed(match &failure {
+                WriteOp::Append(_, _, Some(callback)) => callback.log_io_completed(match &failure {
                     None => Ok(()),
                     Some(e) => Err(std::io::Error::other(e.clone())),
                 }),
@@ -171,44 +274,23 @@ fn write_loop(db: Database, queue: mpsc::Receiver<WriteOp>) {
     }
 }
 
-fn write_batch(db: &Database, batch: &[WriteOp]) -> Result<(), redb::Error> {
-    let mut txn = db.begin_write()?;
-    let durable = batch.iter().any(|op| !matches!(op, WriteOp::Committed(_)));
-    txn.set_durability(if durable {
-        Durability::Immediate
-    } else {
-        Durability::None
-    })
-    .map_err(|e| redb::Error::from(redb::StorageError::Io(std::io::Error::other(e.to_string()))))?;
-    {
-        let mut log = txn.open_table(LOG)?;
-        let mut meta = txn.open_table(META)?;
-        for op in batch {
-            match op {
-                WriteOp::Append(entries, _) => {
-                    for (index, bytes) in entries {
-                        log.insert(*index, bytes.as_slice())?;
-                    }
-                }
-                WriteOp::Truncate(from) => {
-                    log.retain_in(*from.., |_, _| false)?;
-                }
-                WriteOp::Purge(upto) => {
-                    log.retain_in(..=upto.index, |_, _| false)?;
-                    let bytes = bincode::serialize(upto).expect("a log id serializes");
-                    meta.insert(PURGED_KEY, bytes.as_slice())?;
-                }
-                WriteOp::Vote(bytes, _) => {
-                    meta.insert(VOTE_KEY, bytes.as_slice())?;
-                }
-                WriteOp::Committed(bytes) => {
-                    meta.insert(COMMITTED_KEY, bytes.as_slice())?;
-                }
+fn write_batch(wal: &mut Wal, batch: &[WriteOp]) -> std::io::Result<()> {
+    let mut records = Vec::with_capacity(batch.len());
+    for op in batch {
+        match op {
+            WriteOp::Append(entries, _, _) => {
+                records.extend(entries.iter().map(|(index, bytes)| Record::Entry(*index, bytes)));
             }
+            WriteOp::Truncate(from) => records.push(Record::Truncate(*from)),
+            WriteOp::Purge(upto) => records.push(Record::Purge(*upto)),
+            WriteOp::Vote(vote, _) => records.push(Record::Vote(*vote)),
+            WriteOp::Committed(log_id) => records.push(Record::Committed(*log_id)),
         }
     }
-    txn.commit()?;
-    Ok(())
+    // The committed log id alone need not be durable at once: openraft
+    // tolerates it being behind after a crash.
+    let sync = batch.iter().any(|op| !matches!(op, WriteOp::Committed(_)));
+    wal.write(&records, sync)
 }
 
 impl RaftLogReader<TypeConfig> for LogReader {
@@ -259,8 +341,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
         let (done, wait) = oneshot::channel();
-        let bytes = bincode::serialize(vote).expect("a vote serializes");
-        self.send(WriteOp::Vote(bytes, done))?;
+        self.send(WriteOp::Vote(*vote, done))?;
         let result = wait
             .await
             .unwrap_or_else(|_| Err("the log writer thread has stopped".into()));
@@ -276,7 +357,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
         self.committed = committed;
         if let Some(c) = committed {
-            self.send(WriteOp::Committed(bincode::serialize(&c).expect("a log id serializes")))?;
+            self.send(WriteOp::Committed(c))?;
         }
         Ok(())
     }
@@ -299,7 +380,22 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 cache.entries.insert(entry.log_id.index, entry);
             }
         }
-        self.send(WriteOp::Append(encoded, callback))
+        let (Some(&(first, _)), Some(&(last, _))) = (encoded.first(), encoded.last()) else {
+            callback.log_io_completed(Ok(()));
+            return Ok(());
+        };
+        self.next_seq += 1;
+        let seq = self.next_seq;
+        self.durability.appended(first, last, seq);
+        let callback = if self.appending_as_leader() {
+            // On disk soon; until then `Durability` keeps the commit from
+            // being seen (module documentation).
+            callback.log_io_completed(Ok(()));
+            None
+        } else {
+            Some(callback)
+        };
+        self.send(WriteOp::Append(encoded, seq, callback))
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
@@ -308,6 +404,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .expect("log cache lock")
             .entries
             .split_off(&log_id.index);
+        self.durability.truncated(log_id.index);
         self.send(WriteOp::Truncate(log_id.index))
     }
 
@@ -319,5 +416,75 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             cache.last_purged = Some(log_id);
         }
         self.send(WriteOp::Purge(log_id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::Durability;
+
+    /// Whether `wait_through(index)` returns within a short while, and with what.
+    async fn settles(d: &Durability, index: u64) -> Option<Result<(), String>> {
+        tokio::time::timeout(Duration::from_millis(50), d.wait_through(index))
+            .await
+            .ok()
+    }
+
+    #[tokio::test]
+    async fn waits_for_the_appends_that_hold_entries_up_to_the_index() {
+        let d = Durability::new();
+        assert_eq!(settles(&d, 10).await, Some(Ok(())), "an empty queue is on disk");
+        d.appended(1, 5, 1);
+        d.appended(6, 8, 2);
+        assert_eq!(settles(&d, 1).await, None);
+        d.flushed_through(1);
+        assert_eq!(settles(&d, 5).await, Some(Ok(())));
+        assert_eq!(settles(&d, 6).await, None, "entries 6..=8 are not on disk yet");
+        d.flushed_through(2);
+        assert_eq!(settles(&d, 8).await, Some(Ok(())));
+    }
+
+    #[tokio::test]
+    async fn a_waiter_wakes_when_the_flush_lands() {
+        let d = Durability::new();
+        d.appended(1, 3, 1);
+        let waiter = tokio::spawn({
+            let d = d.clone();
+            async move { d.wait_through(3).await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiter.is_finished());
+        d.flushed_through(1);
+        assert_eq!(waiter.await.unwrap(), Ok(()));
+    }
+
+    #[tokio::test]
+    async fn truncation_forgets_entries_that_are_gone_and_keeps_those_rewritten() {
+        let d = Durability::new();
+        d.appended(1, 5, 1);
+        d.appended(6, 10, 2);
+        // A new leader's entries replace 4 and later; they are appended
+        // again and are not on disk until their own append is.
+        d.truncated(4);
+        d.appended(4, 6, 3);
+        d.flushed_through(2);
+        assert_eq!(settles(&d, 3).await, Some(Ok(())));
+        assert_eq!(
+            settles(&d, 4).await,
+            None,
+            "the rewritten entry 4 waits for its own append"
+        );
+        d.flushed_through(3);
+        assert_eq!(settles(&d, 6).await, Some(Ok(())));
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_fails_the_waiters() {
+        let d = Durability::new();
+        d.appended(1, 1, 1);
+        d.failed("disk full".into());
+        assert_eq!(settles(&d, 1).await, Some(Err("disk full".into())));
     }
 }

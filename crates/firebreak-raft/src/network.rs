@@ -1,4 +1,10 @@
 //! openraft's network seam, over the peer [`transport`](crate::transport).
+//!
+//! # Correctness
+//! An AppendEntries leaves only once the local log is on disk up to the
+//! commit index it carries ([`Durability`]): a leader's appends may be
+//! acknowledged to openraft before their fsync (see [`crate::log_store`]),
+//! and a follower told of a commit applies it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,6 +16,7 @@ use openraft::raft::{
     VoteResponse,
 };
 
+use crate::log_store::Durability;
 use crate::transport::{PeerClient, PeerError, PeerRequest, PeerResponse, Peers};
 use crate::types::{Member, NodeId, TypeConfig};
 
@@ -17,11 +24,13 @@ use crate::types::{Member, NodeId, TypeConfig};
 #[derive(Clone)]
 pub struct Network {
     pub(crate) peers: Arc<Peers>,
+    pub(crate) log: Durability,
 }
 
 pub struct PeerConnection {
     target: NodeId,
     client: Arc<PeerClient>,
+    log: Durability,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -31,6 +40,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
         PeerConnection {
             target,
             client: self.peers.get(target, &node.peer_addr),
+            log: self.log.clone(),
         }
     }
 }
@@ -63,6 +73,13 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Member, RaftError<NodeId>>> {
+        if let Some(committed) = rpc.leader_commit {
+            let on_disk = tokio::time::timeout(option.hard_ttl(), self.log.wait_through(committed.index)).await;
+            if let Err(e) = on_disk.map_err(|_| "timed out".to_string()).and_then(|r| r) {
+                let e = std::io::Error::other(format!("the local log is not on disk up to the commit index: {e}"));
+                return Err(RPCError::Network(NetworkError::new(&e)));
+            }
+        }
         match self.call(PeerRequest::AppendEntries(rpc), option.hard_ttl()).await? {
             PeerResponse::AppendEntries(r) => r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e))),
             other => Err(unexpected(other)),

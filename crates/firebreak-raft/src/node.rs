@@ -134,8 +134,9 @@ impl Node {
             // live as long as the process.
             SETUP.call_once(|| std::mem::forget(fail::FailScenario::setup()));
         }
-        let log = LogStore::open(&config.data_dir.join("raft"))?;
-        let sm = StateMachine::open(&config.data_dir.join("snapshot"))?;
+        let log = LogStore::open(&config.data_dir.join("raft"), Some(config.id))?;
+        let durability = log.durability();
+        let sm = StateMachine::open(&config.data_dir.join("snapshot"))?.wait_for_log(durability.clone());
         let replica = sm.replica();
         let revisions = sm.revisions();
         let peers = Arc::new(Peers::default());
@@ -167,7 +168,10 @@ impl Node {
                 source,
             })?;
 
-        let network = Network { peers: peers.clone() };
+        let network = Network {
+            peers: peers.clone(),
+            log: durability,
+        };
         let raft = Raft::new(config.id, Arc::new(raft_config), network, log, sm)
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;

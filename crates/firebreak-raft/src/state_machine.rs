@@ -13,6 +13,10 @@
 //!   lock ([`Replica`]), so a snapshot always describes one state.
 //! - openraft purges log entries only up to a snapshot it has built or
 //!   installed, and both are on disk before that happens.
+//! - An entry is applied only once the local log holds it on disk
+//!   ([`Durability`]): a leader's appends may be acknowledged to openraft
+//!   before their fsync (see [`crate::log_store`]), and applying is what
+//!   makes a commit visible to clients, readers and snapshots.
 
 use std::io::{Cursor, Write};
 use std::path::{Path, PathBuf};
@@ -23,6 +27,7 @@ use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, ErrorSubject, ErrorVerb, RaftSnapshotBuilder};
 use serde::{Deserialize, Serialize};
 
+use crate::log_store::Durability;
 use crate::types::{Applied, Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 
 const SNAPSHOT_FILE: &str = "snapshot.bin";
@@ -45,6 +50,8 @@ pub struct StateMachine {
     dir: PathBuf,
     /// Snapshots handed out by this process, for unique snapshot ids.
     serial: u64,
+    /// The local log's durability, waited for before applying.
+    log: Option<Durability>,
 }
 
 fn snap_err(verb: ErrorVerb, e: impl std::error::Error + 'static) -> StorageError {
@@ -106,7 +113,15 @@ impl StateMachine {
             replica: Arc::new(RwLock::new(replica)),
             dir: dir.to_owned(),
             serial: 0,
+            log: None,
         })
+    }
+
+    /// Applies entries only once `log` has them on disk: required when the
+    /// log answers a leader's appends before their fsync.
+    pub fn wait_for_log(mut self, log: Durability) -> StateMachine {
+        self.log = Some(log);
+        self
     }
 
     /// The replica, for readers.
@@ -167,7 +182,17 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I: IntoIterator<Item = Entry> + openraft::OptionalSend,
         I::IntoIter: openraft::OptionalSend,
     {
-        let mut out = Vec::new();
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        if let (Some(log), Some(last)) = (&self.log, entries.last()) {
+            log.wait_through(last.log_id.index).await.map_err(|e| {
+                openraft::StorageIOError::new(
+                    ErrorSubject::Logs,
+                    ErrorVerb::Write,
+                    openraft::AnyError::new(&std::io::Error::other(e)),
+                )
+            })?;
+        }
+        let mut out = Vec::with_capacity(entries.len());
         let mut replica = self.replica.write().expect("replica lock");
         for entry in entries {
             replica.last_applied = Some(entry.log_id);

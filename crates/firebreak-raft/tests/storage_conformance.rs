@@ -13,7 +13,7 @@ struct Builder;
 impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Builder {
     async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError> {
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let log = LogStore::open(&dir.path().join("raft"))?;
+        let log = LogStore::open(&dir.path().join("raft"), None)?;
         let sm = StateMachine::open(&dir.path().join("snapshot"))?;
         Ok((dir, log, sm))
     }

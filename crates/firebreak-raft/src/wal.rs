@@ -1,0 +1,511 @@
+//! The Raft log's files: append-only segments of checksummed records, as
+//! etcd's WAL keeps them.
+//!
+//! A segment is a sequence of records, each `[len: u32][crc32: u32][body]`
+//! (little-endian; the checksum covers the body), whose body is one byte of
+//! kind and then its payload: an entry (as the log store encoded it), a
+//! truncation, a purge, a vote or the committed log id. Replaying every
+//! segment in order rebuilds the log. A batch of records is one `write` and
+//! at most one `fdatasync`.
+//!
+//! # Correctness
+//! - A record counts only if its length and checksum hold. A crash may
+//!   leave the last segment ending in a torn or unwritten record; replay
+//!   stops there and the file is cut back to its last whole record before
+//!   anything new is appended. Records after a torn one were never covered
+//!   by an `fdatasync` (it would have covered the torn one too), so nothing
+//!   acknowledged is dropped. A bad record anywhere else is corruption, and
+//!   the log refuses to open.
+//! - A new segment starts with the vote, the committed log id and the last
+//!   purged log id, and is on disk (file, contents and directory entry)
+//!   before any older segment is deleted; a segment is deleted only when
+//!   it is the oldest and all its entries are purged. So the segments left
+//!   always replay to the same state, whichever deletions a crash lost.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use crate::types::{Entry, LogId, Vote};
+
+/// A segment is closed and a new one started past this size.
+const SEGMENT_BYTES: u64 = 64 << 20;
+/// No record is larger (a log entry is at most a few MiB).
+const MAX_RECORD_BYTES: usize = 256 << 20;
+const HEADER_BYTES: usize = 8;
+
+const ENTRY: u8 = 1;
+const TRUNCATE: u8 = 2;
+const PURGE: u8 = 3;
+const VOTE: u8 = 4;
+const COMMITTED: u8 = 5;
+
+/// One change to the log, as written.
+pub(crate) enum Record<'a> {
+    /// An entry at `index`, encoded by the caller.
+    Entry(u64, &'a [u8]),
+    /// Entries from this index on are gone.
+    Truncate(u64),
+    /// Entries up to and including this log id are gone.
+    Purge(LogId),
+    Vote(Vote),
+    Committed(LogId),
+}
+
+/// What replaying the segments found.
+#[derive(Default)]
+pub(crate) struct Recovered {
+    /// Entries by index, after truncations and purges.
+    pub(crate) entries: std::collections::BTreeMap<u64, Entry>,
+    pub(crate) vote: Option<Vote>,
+    pub(crate) committed: Option<LogId>,
+    pub(crate) purged: Option<LogId>,
+}
+
+struct Segment {
+    number: u64,
+    path: PathBuf,
+    /// The highest entry index written to it, if any.
+    last_index: Option<u64>,
+}
+
+/// The segments of one log; used by its writer thread only.
+pub(crate) struct Wal {
+    dir: PathBuf,
+    /// Oldest first; the last one is open for appending.
+    segments: Vec<Segment>,
+    file: File,
+    size: u64,
+    /// Past this size, the open segment is closed.
+    segment_bytes: u64,
+    /// What a new segment starts with.
+    vote: Option<Vote>,
+    committed: Option<LogId>,
+    purged: Option<LogId>,
+}
+
+fn invalid(msg: String) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, msg)
+}
+
+fn segment_name(number: u64) -> String {
+    format!("{number:016x}.wal")
+}
+
+fn encode(record: &Record<'_>, out: &mut Vec<u8>) {
+    fn serialize(out: &mut Vec<u8>, value: &impl serde::Serialize) {
+        bincode::serialize_into(out, value).expect("a log id or vote serializes");
+    }
+    let start = out.len();
+    out.extend_from_slice(&[0; HEADER_BYTES]);
+    match record {
+        Record::Entry(_, bytes) => {
+            out.push(ENTRY);
+            out.extend_from_slice(bytes);
+        }
+        Record::Truncate(from) => {
+            out.push(TRUNCATE);
+            out.extend_from_slice(&from.to_le_bytes());
+        }
+        Record::Purge(log_id) => {
+            out.push(PURGE);
+            serialize(out, log_id);
+        }
+        Record::Vote(vote) => {
+            out.push(VOTE);
+            serialize(out, vote);
+        }
+        Record::Committed(log_id) => {
+            out.push(COMMITTED);
+            serialize(out, log_id);
+        }
+    }
+    let body = &out[start + HEADER_BYTES..];
+    let len = u32::try_from(body.len()).expect("a record is smaller than 4 GiB");
+    let crc = crc32fast::hash(body);
+    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// Applies one record's body to `state`; returns the entry index it wrote.
+fn replay(body: &[u8], state: &mut Recovered) -> Result<Option<u64>, String> {
+    let (&kind, payload) = body.split_first().ok_or("an empty record")?;
+    let decode_err = |e: bincode::Error| e.to_string();
+    match kind {
+        ENTRY => {
+            let entry: Entry = bincode::deserialize(payload).map_err(decode_err)?;
+            let index = entry.log_id.index;
+            state.entries.insert(index, entry);
+            return Ok(Some(index));
+        }
+        TRUNCATE => {
+            let from = u64::from_le_bytes(payload.try_into().map_err(|_| "a truncation of the wrong size")?);
+            state.entries.split_off(&from);
+        }
+        PURGE => {
+            let upto: LogId = bincode::deserialize(payload).map_err(decode_err)?;
+            state.entries = state.entries.split_off(&(upto.index + 1));
+            state.purged = Some(upto);
+        }
+        VOTE => state.vote = Some(bincode::deserialize(payload).map_err(decode_err)?),
+        COMMITTED => state.committed = Some(bincode::deserialize(payload).map_err(decode_err)?),
+        other => return Err(format!("unknown record kind {other}")),
+    }
+    Ok(None)
+}
+
+/// Reads one segment's records into `state`. Returns the length of its
+/// whole records and whether it ended in a bad one, and the highest entry
+/// index in it.
+fn replay_segment(path: &Path, state: &mut Recovered) -> std::io::Result<(u64, Option<String>, Option<u64>)> {
+    let mut bytes = Vec::new();
+    File::open(path)?.read_to_end(&mut bytes)?;
+    let mut at = 0usize;
+    let mut last_index = None;
+    while at < bytes.len() {
+        let bad = |why: String| Ok((at as u64, Some(why), last_index));
+        let Some(header) = bytes.get(at..at + HEADER_BYTES) else {
+            return bad("a torn record header".into());
+        };
+        let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as usize;
+        let crc = u32::from_le_bytes(header[4..].try_into().expect("4 bytes"));
+        if len == 0 || len > MAX_RECORD_BYTES {
+            return bad(format!("a record length of {len}"));
+        }
+        let Some(body) = bytes.get(at + HEADER_BYTES..at + HEADER_BYTES + len) else {
+            return bad("a torn record".into());
+        };
+        if crc32fast::hash(body) != crc {
+            return bad("a checksum mismatch".into());
+        }
+        match replay(body, state) {
+            Ok(Some(index)) => last_index = Some(index),
+            Ok(None) => {}
+            Err(why) => return bad(why),
+        }
+        at += HEADER_BYTES + len;
+    }
+    Ok((at as u64, None, last_index))
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+impl Wal {
+    /// Opens the segments in `dir` (creating the first if there is none)
+    /// and replays them.
+    pub(crate) fn open(dir: &Path) -> std::io::Result<(Wal, Recovered)> {
+        Wal::open_with(dir, SEGMENT_BYTES)
+    }
+
+    fn open_with(dir: &Path, segment_bytes: u64) -> std::io::Result<(Wal, Recovered)> {
+        std::fs::create_dir_all(dir)?;
+        if dir.join("raft-log.redb").exists() {
+            return Err(invalid(format!(
+                "{} holds a Raft log in the redb format of earlier Firebreak versions, which this version \
+                 does not read; start this member from a snapshot (`firebreak restore`) in a new data directory",
+                dir.display()
+            )));
+        }
+        let mut numbers = Vec::new();
+        for item in std::fs::read_dir(dir)? {
+            let name = item?.file_name();
+            let name = name.to_string_lossy();
+            if let Some(hex) = name.strip_suffix(".wal") {
+                let number = u64::from_str_radix(hex, 16)
+                    .map_err(|_| invalid(format!("unexpected file {name} in {}", dir.display())))?;
+                numbers.push(number);
+            }
+        }
+        numbers.sort_unstable();
+        let mut state = Recovered::default();
+        let mut segments = Vec::new();
+        for (i, &number) in numbers.iter().enumerate() {
+            let path = dir.join(segment_name(number));
+            let (whole, bad, last_index) = replay_segment(&path, &mut state)?;
+            if let Some(why) = bad {
+                if i + 1 < numbers.len() {
+                    return Err(invalid(format!(
+                        "the Raft log is corrupt: {why} at byte {whole} of {}, which is not the last segment",
+                        path.display()
+                    )));
+                }
+                tracing::warn!(segment = %path.display(), at = whole, %why, "cutting a torn tail off the Raft log");
+                let file = OpenOptions::new().write(true).open(&path)?;
+                file.set_len(whole)?;
+                file.sync_all()?;
+            }
+            segments.push(Segment {
+                number,
+                path,
+                last_index,
+            });
+        }
+        let (file, size) = match segments.last() {
+            Some(last) => {
+                let file = OpenOptions::new().append(true).open(&last.path)?;
+                let size = file.metadata()?.len();
+                (file, size)
+            }
+            None => {
+                let path = dir.join(segment_name(1));
+                let file = OpenOptions::new().create_new(true).append(true).open(&path)?;
+                sync_dir(dir)?;
+                segments.push(Segment {
+                    number: 1,
+                    path,
+                    last_index: None,
+                });
+                (file, 0)
+            }
+        };
+        let wal = Wal {
+            dir: dir.to_owned(),
+            segments,
+            file,
+            size,
+            segment_bytes,
+            vote: state.vote,
+            committed: state.committed,
+            purged: state.purged,
+        };
+        Ok((wal, state))
+    }
+
+    /// Writes `records` at the end of the log in one write, then makes them
+    /// durable if `sync`. Segments fully purged are deleted afterwards.
+    pub(crate) fn write(&mut self, records: &[Record<'_>], sync: bool) -> std::io::Result<()> {
+        let mut rotated = false;
+        if self.size >= self.segment_bytes {
+            self.rotate()?;
+            rotated = true;
+        }
+        let mut buf = Vec::with_capacity(256);
+        let segment = self.segments.last_mut().expect("an open segment");
+        for record in records {
+            encode(record, &mut buf);
+            match record {
+                Record::Entry(index, _) => segment.last_index = Some(*index),
+                Record::Vote(v) => self.vote = Some(*v),
+                Record::Committed(c) => self.committed = Some(*c),
+                Record::Purge(p) => self.purged = Some(*p),
+                Record::Truncate(_) => {}
+            }
+        }
+        self.file.write_all(&buf)?;
+        self.size += buf.len() as u64;
+        if sync || rotated {
+            self.file.sync_data()?;
+        }
+        if records.iter().any(|r| matches!(r, Record::Purge(_))) {
+            self.remove_purged_segments()?;
+        }
+        Ok(())
+    }
+
+    /// Closes the open segment and starts the next with the log's state.
+    fn rotate(&mut self) -> std::io::Result<()> {
+        self.file.sync_data()?;
+        let number = self.segments.last().map_or(1, |s| s.number + 1);
+        let path = self.dir.join(segment_name(number));
+        let mut file = OpenOptions::new().create_new(true).append(true).open(&path)?;
+        let mut buf = Vec::new();
+        if let Some(v) = self.vote {
+            encode(&Record::Vote(v), &mut buf);
+        }
+        if let Some(c) = self.committed {
+            encode(&Record::Committed(c), &mut buf);
+        }
+        if let Some(p) = self.purged {
+            encode(&Record::Purge(p), &mut buf);
+        }
+        file.write_all(&buf)?;
+        file.sync_data()?;
+        sync_dir(&self.dir)?;
+        self.segments.push(Segment {
+            number,
+            path,
+            last_index: None,
+        });
+        self.file = file;
+        self.size = buf.len() as u64;
+        Ok(())
+    }
+
+    /// Deletes the oldest segments while none of their entries is kept.
+    /// Only segments older than the open one go; the open one's start was
+    /// made durable when it was started ([`Wal::rotate`]).
+    fn remove_purged_segments(&mut self) -> std::io::Result<()> {
+        let Some(purged) = self.purged else { return Ok(()) };
+        while self.segments.len() > 1 {
+            let oldest = &self.segments[0];
+            if oldest.last_index.is_some_and(|i| i > purged.index) {
+                break;
+            }
+            std::fs::remove_file(&oldest.path)?;
+            self.segments.remove(0);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::{CommittedLeaderId, EntryPayload};
+
+    use super::*;
+
+    fn log_id(term: u64, index: u64) -> LogId {
+        LogId::new(CommittedLeaderId::new(term, 0), index)
+    }
+
+    fn entry(term: u64, index: u64) -> Vec<u8> {
+        let entry = Entry {
+            log_id: log_id(term, index),
+            payload: EntryPayload::Blank,
+        };
+        bincode::serialize(&entry).unwrap()
+    }
+
+    fn append(wal: &mut Wal, term: u64, indexes: std::ops::RangeInclusive<u64>) {
+        let bytes: Vec<(u64, Vec<u8>)> = indexes.map(|i| (i, entry(term, i))).collect();
+        let records: Vec<Record<'_>> = bytes.iter().map(|(i, b)| Record::Entry(*i, b)).collect();
+        wal.write(&records, true).unwrap();
+    }
+
+    /// The log's entries as `(index, term)`.
+    fn terms(state: &Recovered) -> Vec<(u64, u64)> {
+        state
+            .entries
+            .values()
+            .map(|e| (e.log_id.index, e.log_id.leader_id.term))
+            .collect()
+    }
+
+    fn segment_files(dir: &Path) -> usize {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter(|f| f.as_ref().unwrap().file_name().to_string_lossy().ends_with(".wal"))
+            .count()
+    }
+
+    #[test]
+    fn replay_rebuilds_entries_vote_committed_truncations_and_purges() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (mut wal, state) = Wal::open(dir.path()).unwrap();
+            assert!(state.entries.is_empty() && state.vote.is_none());
+            append(&mut wal, 1, 1..=10);
+            wal.write(&[Record::Vote(Vote::new_committed(2, 3))], true).unwrap();
+            wal.write(&[Record::Truncate(8)], true).unwrap();
+            append(&mut wal, 2, 8..=9);
+            wal.write(&[Record::Committed(log_id(2, 9)), Record::Purge(log_id(1, 3))], false)
+                .unwrap();
+        }
+        let (_, state) = Wal::open(dir.path()).unwrap();
+        let expected: Vec<(u64, u64)> = (4..=7).map(|i| (i, 1)).chain([(8, 2), (9, 2)]).collect();
+        assert_eq!(terms(&state), expected);
+        assert_eq!(state.vote, Some(Vote::new_committed(2, 3)));
+        assert_eq!(state.committed, Some(log_id(2, 9)));
+        assert_eq!(state.purged, Some(log_id(1, 3)));
+    }
+
+    #[test]
+    fn a_torn_tail_is_cut_off_and_the_log_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (mut wal, _) = Wal::open(dir.path()).unwrap();
+            append(&mut wal, 1, 1..=3);
+        }
+        let segment = dir.path().join(segment_name(1));
+        let whole = std::fs::metadata(&segment).unwrap().len();
+        // Half of a fourth record, as a crash during its write leaves it.
+        let mut torn = Vec::new();
+        encode(&Record::Entry(4, &entry(1, 4)), &mut torn);
+        torn.truncate(torn.len() / 2);
+        OpenOptions::new()
+            .append(true)
+            .open(&segment)
+            .unwrap()
+            .write_all(&torn)
+            .unwrap();
+        {
+            let (mut wal, state) = Wal::open(dir.path()).unwrap();
+            assert_eq!(terms(&state), vec![(1, 1), (2, 1), (3, 1)]);
+            assert_eq!(
+                std::fs::metadata(&segment).unwrap().len(),
+                whole,
+                "the torn record is cut off"
+            );
+            append(&mut wal, 1, 4..=5);
+        }
+        let (_, state) = Wal::open(dir.path()).unwrap();
+        assert_eq!(terms(&state).len(), 5, "records after the cut replay");
+    }
+
+    #[test]
+    fn a_flipped_bit_in_a_record_is_detected() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (mut wal, _) = Wal::open(dir.path()).unwrap();
+            append(&mut wal, 1, 1..=3);
+        }
+        let segment = dir.path().join(segment_name(1));
+        let mut bytes = std::fs::read(&segment).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x40;
+        std::fs::write(&segment, bytes).unwrap();
+        // In the last segment it is taken for a torn tail.
+        let (_, state) = Wal::open(dir.path()).unwrap();
+        assert_eq!(terms(&state), vec![(1, 1), (2, 1)]);
+    }
+
+    #[test]
+    fn segments_rotate_carry_the_state_and_go_once_purged() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (mut wal, _) = Wal::open_with(dir.path(), 200).unwrap();
+            wal.write(&[Record::Vote(Vote::new_committed(1, 0))], true).unwrap();
+            for i in 1..=20 {
+                append(&mut wal, 1, i..=i);
+            }
+            assert!(segment_files(dir.path()) > 3, "small segments rotate");
+            wal.write(&[Record::Purge(log_id(1, 15))], true).unwrap();
+            assert!(segment_files(dir.path()) <= 3, "purged segments are deleted");
+        }
+        let (_, state) = Wal::open(dir.path()).unwrap();
+        assert_eq!(terms(&state), (16..=20).map(|i| (i, 1)).collect::<Vec<_>>());
+        assert_eq!(
+            state.vote,
+            Some(Vote::new_committed(1, 0)),
+            "the vote survives its segment"
+        );
+        assert_eq!(state.purged, Some(log_id(1, 15)));
+    }
+
+    #[test]
+    fn corruption_before_the_last_segment_refuses_to_open() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (mut wal, _) = Wal::open_with(dir.path(), 100).unwrap();
+            for i in 1..=10 {
+                append(&mut wal, 1, i..=i);
+            }
+        }
+        let first = dir.path().join(segment_name(1));
+        let mut bytes = std::fs::read(&first).unwrap();
+        bytes[HEADER_BYTES + 2] ^= 1;
+        std::fs::write(&first, bytes).unwrap();
+        let err = Wal::open(dir.path()).err().expect("a corrupt log does not open");
+        assert!(err.to_string().contains("corrupt"), "{err}");
+    }
+
+    #[test]
+    fn an_old_redb_log_is_refused_with_a_way_out() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("raft-log.redb"), b"old").unwrap();
+        let err = Wal::open(dir.path()).err().expect("the old format is refused");
+        assert!(err.to_string().contains("firebreak restore"), "{err}");
+    }
+}
