@@ -237,6 +237,13 @@ fn write_loop(mut wal: Wal, queue: mpsc::Receiver<WriteOp>, durability: Durabili
                 Err(_) => break,
             }
         }
+        // Failpoint `leader-log-write` (the `failpoints` feature only):
+        // holds back the write of appends answered early, that is the
+        // leader's own, to show that nothing sees their commit before.
+        #[cfg(feature = "failpoints")]
+        if batch.iter().any(|op| matches!(op, WriteOp::Append(_, _, None))) {
+            fail::fail_point!("leader-log-write");
+        }
         let result = write_batch(&mut wal, &batch);
         let failure = result.as_ref().err().map(|e| e.to_string());
         match &failure {

@@ -1,10 +1,14 @@
 //! openraft's network seam, over the peer [`transport`](crate::transport).
 //!
 //! # Correctness
-//! An AppendEntries leaves only once the local log is on disk up to the
-//! commit index it carries ([`Durability`]): a leader's appends may be
-//! acknowledged to openraft before their fsync (see [`crate::log_store`]),
-//! and a follower told of a commit applies it.
+//! An AppendEntries carries a commit index only once the local log is on
+//! disk up to it ([`Durability`]): a leader's appends may be acknowledged
+//! to openraft before their fsync (see [`crate::log_store`]), and a
+//! follower told of a commit applies it. It waits for that at most half its
+//! time to live; past that (a slow disk), it leaves with the last commit
+//! index this connection sent, and the follower learns the newer one from
+//! a later AppendEntries. Heartbeats keep flowing, so a slow leader disk
+//! does not by itself look like a dead leader.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +22,7 @@ use openraft::raft::{
 
 use crate::log_store::Durability;
 use crate::transport::{PeerClient, PeerError, PeerRequest, PeerResponse, Peers};
-use crate::types::{Member, NodeId, TypeConfig};
+use crate::types::{LogId, Member, NodeId, TypeConfig};
 
 /// Creates a [`PeerConnection`] per replication target.
 #[derive(Clone)]
@@ -31,6 +35,8 @@ pub struct PeerConnection {
     target: NodeId,
     client: Arc<PeerClient>,
     log: Durability,
+    /// The last commit index sent on this connection (on disk here).
+    sent_commit: Option<LogId>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -41,6 +47,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             target,
             client: self.peers.get(target, &node.peer_addr),
             log: self.log.clone(),
+            sent_commit: None,
         }
     }
 }
@@ -73,11 +80,15 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Member, RaftError<NodeId>>> {
+        let mut rpc = rpc;
         if let Some(committed) = rpc.leader_commit {
-            let on_disk = tokio::time::timeout(option.hard_ttl(), self.log.wait_through(committed.index)).await;
-            if let Err(e) = on_disk.map_err(|_| "timed out".to_string()).and_then(|r| r) {
-                let e = std::io::Error::other(format!("the local log is not on disk up to the commit index: {e}"));
-                return Err(RPCError::Network(NetworkError::new(&e)));
+            match tokio::time::timeout(option.hard_ttl() / 2, self.log.wait_through(committed.index)).await {
+                Ok(Ok(())) => self.sent_commit = self.sent_commit.max(Some(committed)),
+                Ok(Err(e)) => {
+                    let e = std::io::Error::other(format!("the local log cannot be written: {e}"));
+                    return Err(RPCError::Network(NetworkError::new(&e)));
+                }
+                Err(_) => rpc.leader_commit = self.sent_commit.min(rpc.leader_commit),
             }
         }
         match self.call(PeerRequest::AppendEntries(rpc), option.hard_ttl()).await? {

@@ -15,7 +15,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_firebreak");
+mod common;
+
+use common::{failpoints_binary, BIN};
 
 /// Drills run one at a time.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -370,60 +372,6 @@ fn pause_drill_passes_with_nothing_lost() {
     // relaxed for this scenario so that the test judges safety; the RTO is
     // in the report.
     passing_drill("pause", "103", &["--max-rto-ms", "15000"]);
-}
-
-/// Builds `firebreak` with the `failpoints` feature next to the test build:
-/// intermediate artifacts are shared with it (`build.build-dir`), so only
-/// the crates the feature changes are compiled, and the binary lands in
-/// `<target>/failpoints/<profile>/` without replacing the one under test.
-fn failpoints_binary() -> PathBuf {
-    let bin = Path::new(BIN);
-    let profile_dir = bin.parent().unwrap();
-    let target = profile_dir.parent().unwrap();
-    let profile = profile_dir.file_name().unwrap().to_string_lossy().into_owned();
-    let out = target.join("failpoints");
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../Cargo.toml");
-    let nice = Command::new("nice").arg("true").status().is_ok_and(|s| s.success());
-    let mut cmd = if nice {
-        let mut c = Command::new("nice");
-        c.arg(env!("CARGO"));
-        c
-    } else {
-        Command::new(env!("CARGO"))
-    };
-    cmd.args([
-        "build",
-        "--quiet",
-        "-p",
-        "firebreak",
-        "--features",
-        "failpoints",
-        "--manifest-path",
-    ])
-    .arg(&manifest)
-    .arg("--target-dir")
-    .arg(&out)
-    .arg("--config")
-    .arg(format!("build.build-dir={:?}", target.to_string_lossy()));
-    match profile.as_str() {
-        "debug" => {}
-        "release" => {
-            cmd.arg("--release");
-        }
-        other => {
-            cmd.args(["--profile", other]);
-        }
-    }
-    let started = Instant::now();
-    let status = cmd.status().expect("run cargo build");
-    assert!(status.success(), "building firebreak with failpoints failed");
-    eprintln!(
-        "built firebreak with failpoints in {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
-    let built = out.join(&profile).join("firebreak");
-    assert!(built.exists(), "{} is missing", built.display());
-    built
 }
 
 #[test]

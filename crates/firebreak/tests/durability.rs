@@ -185,3 +185,102 @@ async fn a_member_behind_a_compacted_log_catches_up_by_snapshot() {
         cluster.log(lagging)
     );
 }
+
+/// The leader's log is written in parallel with replication, and nothing
+/// learns of a commit before the leader's own copy is on disk: with the
+/// leader's log writes held back 1.5 s (failpoint `leader-log-write`), the
+/// followers receive the entry at once, yet neither the client nor any
+/// replica sees the write until the leader's write lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_is_seen_only_once_the_leaders_own_copy_is_on_disk() {
+    const HELD: Duration = Duration::from_millis(1500);
+    let bin = common::failpoints_binary();
+    let cluster = Cluster::start(Options {
+        bin: Some(bin),
+        env: vec![(
+            "FAILPOINTS".into(),
+            format!("leader-log-write=sleep({})", HELD.as_millis()),
+        )],
+        ..Options::default()
+    })
+    .await;
+    let leader = cluster.leader().await;
+    let followers: Vec<usize> = (0..cluster.members.len()).filter(|&i| i != leader).collect();
+    let status = |i: usize| {
+        let cluster = &cluster;
+        async move {
+            let s = cluster.client_of(i).await.status().await.unwrap();
+            (s.raft_index(), s.raft_applied_index())
+        }
+    };
+    let mut before = Vec::new();
+    for &f in &followers {
+        before.push(status(f).await);
+    }
+
+    let mut writer = cluster.client_of(leader).await;
+    let started = Instant::now();
+    let put = tokio::spawn(async move { writer.put("held", "v", None).await });
+
+    // The followers hold the entry while the leader's write is held back.
+    let deadline = started + HELD;
+    for (&f, &(last_index, _)) in followers.iter().zip(&before) {
+        while status(f).await.0 <= last_index {
+            assert!(
+                Instant::now() < deadline && !put.is_finished(),
+                "member {f} did not receive the entry before the leader's own write"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    // Give a leaked commit time to show, well inside the hold.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        started.elapsed() < HELD - Duration::from_millis(200),
+        "too slow to observe the hold"
+    );
+    assert!(
+        !put.is_finished(),
+        "the put was answered before the leader's copy was on disk"
+    );
+    for (&f, &(_, applied)) in followers.iter().zip(&before) {
+        let (_, now_applied) = status(f).await;
+        assert_eq!(
+            now_applied, applied,
+            "member {f} applied the entry before the leader's copy was on disk"
+        );
+        let mut c = cluster.client_of(f).await;
+        let seen = c
+            .get("held", Some(GetOptions::new().with_serializable()))
+            .await
+            .unwrap();
+        assert!(
+            seen.kvs().is_empty(),
+            "member {f} shows the write before the leader's copy is on disk"
+        );
+    }
+
+    put.await
+        .unwrap()
+        .expect("the put succeeds once the leader's write lands");
+    assert!(
+        started.elapsed() >= HELD - Duration::from_millis(100),
+        "answered after {:?}",
+        started.elapsed()
+    );
+    for &f in &followers {
+        let mut c = cluster.client_of(f).await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let seen = c
+                .get("held", Some(GetOptions::new().with_serializable()))
+                .await
+                .unwrap();
+            if !seen.kvs().is_empty() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "member {f} never applied the write");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}

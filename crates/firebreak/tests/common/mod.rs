@@ -22,6 +22,10 @@ pub struct Options {
     pub snapshot_entries: u64,
     /// Space quota of each member, in bytes (None: the default).
     pub quota_bytes: Option<u64>,
+    /// The `firebreak` binary to run (None: the one under test).
+    pub bin: Option<PathBuf>,
+    /// Extra environment of every member, such as `FAILPOINTS`.
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for Options {
@@ -32,6 +36,8 @@ impl Default for Options {
             election_ms: 500,
             snapshot_entries: 10_000,
             quota_bytes: None,
+            bin: None,
+            env: Vec::new(),
         }
     }
 }
@@ -60,6 +66,7 @@ impl Member {
 pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub members: Vec<Member>,
+    opts: Options,
 }
 
 /// A port nobody listens on right now, and not handed out before by this
@@ -99,9 +106,10 @@ fn write_config(member: &Member, all: &[(String, String, u16, u16)], opts: &Opti
     std::fs::write(&member.config, text).unwrap();
 }
 
-fn spawn(config: &Path, log: &Path) -> Child {
+fn spawn(config: &Path, log: &Path, opts: &Options) -> Child {
     let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
-    Command::new(BIN)
+    Command::new(opts.bin.as_deref().unwrap_or(Path::new(BIN)))
+        .envs(opts.env.iter().map(|(k, v)| (k, v)))
         .arg("serve")
         .arg("--config")
         .arg(config)
@@ -158,13 +166,13 @@ impl Cluster {
             write_config(&member, &specs, &opts);
             members.push(member);
         }
-        Cluster { dir, members }
+        Cluster { dir, members, opts }
     }
 
     pub fn start_member(&mut self, i: usize) {
         let m = &mut self.members[i];
         assert!(m.process.is_none(), "{} is already running", m.name);
-        m.process = Some(spawn(&m.config, &m.log));
+        m.process = Some(spawn(&m.config, &m.log, &self.opts));
     }
 
     /// SIGKILL, as a crash or a fire would.
@@ -278,4 +286,58 @@ impl Drop for KillOnDrop {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// Builds `firebreak` with the `failpoints` feature next to the test build:
+/// intermediate artifacts are shared with it (`build.build-dir`), so only
+/// the crates the feature changes are compiled, and the binary lands in
+/// `<target>/failpoints/<profile>/` without replacing the one under test.
+pub fn failpoints_binary() -> PathBuf {
+    let bin = Path::new(BIN);
+    let profile_dir = bin.parent().unwrap();
+    let target = profile_dir.parent().unwrap();
+    let profile = profile_dir.file_name().unwrap().to_string_lossy().into_owned();
+    let out = target.join("failpoints");
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../Cargo.toml");
+    let nice = Command::new("nice").arg("true").status().is_ok_and(|s| s.success());
+    let mut cmd = if nice {
+        let mut c = Command::new("nice");
+        c.arg(env!("CARGO"));
+        c
+    } else {
+        Command::new(env!("CARGO"))
+    };
+    cmd.args([
+        "build",
+        "--quiet",
+        "-p",
+        "firebreak",
+        "--features",
+        "failpoints",
+        "--manifest-path",
+    ])
+    .arg(&manifest)
+    .arg("--target-dir")
+    .arg(&out)
+    .arg("--config")
+    .arg(format!("build.build-dir={:?}", target.to_string_lossy()));
+    match profile.as_str() {
+        "debug" => {}
+        "release" => {
+            cmd.arg("--release");
+        }
+        other => {
+            cmd.args(["--profile", other]);
+        }
+    }
+    let started = Instant::now();
+    let status = cmd.status().expect("run cargo build");
+    assert!(status.success(), "building firebreak with failpoints failed");
+    eprintln!(
+        "built firebreak with failpoints in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let built = out.join(&profile).join("firebreak");
+    assert!(built.exists(), "{} is missing", built.display());
+    built
 }
