@@ -9,6 +9,27 @@
 //! index this connection sent, and the follower learns the newer one from
 //! a later AppendEntries. Heartbeats keep flowing, so a slow leader disk
 //! does not by itself look like a dead leader.
+//!
+//! # Commit notices do not hold up the next entries
+//! openraft 0.9 keeps one AppendEntries in flight per follower, and after
+//! every commit sends one that carries only the new commit index. Awaited,
+//! that notice would hold the next entries back a full round trip: every
+//! write would cost two round trips between datacenters. A *commit notice*
+//! (no entries, a commit index this connection has not sent yet, and a
+//! `prev_log_id` the follower already confirmed on this connection) is
+//! therefore sent without waiting, and openraft is told it succeeded.
+//!
+//! Why that answer is true, or harmless when it is not: the notice changes
+//! nothing openraft learns from a success (the follower's matching log id
+//! is `prev_log_id`, which it already confirmed, and Raft never loses a
+//! follower's acknowledged entries); the follower applies a notice that
+//! arrives late or out of order as any Raft follower does (an AppendEntries
+//! without entries truncates nothing, and a commit index only moves
+//! forward); and if the follower would have refused it (a newer term), the
+//! next heartbeat or entries, which are awaited, bring the refusal. Leader
+//! confirmation for linearizable reads never relies on it: openraft
+//! confirms with AppendEntries of its own on new connections, which are
+//! always awaited.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +58,9 @@ pub struct PeerConnection {
     log: Durability,
     /// The last commit index sent on this connection (on disk here).
     sent_commit: Option<LogId>,
+    /// The last log id the follower confirmed holding, in an answer on this
+    /// connection (`None` until one came, or after a refusal or error).
+    confirmed: Option<Option<LogId>>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -48,6 +72,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             client: self.peers.get(target, &node.peer_addr),
             log: self.log.clone(),
             sent_commit: None,
+            confirmed: None,
         }
     }
 }
@@ -81,6 +106,7 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Member, RaftError<NodeId>>> {
         let mut rpc = rpc;
+        let previous_commit = self.sent_commit;
         if let Some(committed) = rpc.leader_commit {
             match tokio::time::timeout(option.hard_ttl() / 2, self.log.wait_through(committed.index)).await {
                 Ok(Ok(())) => self.sent_commit = self.sent_commit.max(Some(committed)),
@@ -91,10 +117,29 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
                 Err(_) => rpc.leader_commit = self.sent_commit.min(rpc.leader_commit),
             }
         }
-        match self.call(PeerRequest::AppendEntries(rpc), option.hard_ttl()).await? {
-            PeerResponse::AppendEntries(r) => r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e))),
-            other => Err(unexpected(other)),
+        let commit_notice =
+            rpc.entries.is_empty() && rpc.leader_commit > previous_commit && self.confirmed == Some(rpc.prev_log_id);
+        if commit_notice {
+            let client = self.client.clone();
+            let (target, ttl) = (self.target, option.hard_ttl());
+            let req = PeerRequest::AppendEntries(rpc);
+            tokio::spawn(async move {
+                if let Err(e) = client.call(&req, ttl).await {
+                    tracing::debug!(target, error = %e, "commit notice not delivered; the next AppendEntries carries it");
+                }
+            });
+            return Ok(AppendEntriesResponse::Success);
         }
+        let holds = rpc.entries.last().map(|e| Some(e.log_id)).unwrap_or(rpc.prev_log_id);
+        self.confirmed = None;
+        let answer = match self.call(PeerRequest::AppendEntries(rpc), option.hard_ttl()).await? {
+            PeerResponse::AppendEntries(r) => r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))?,
+            other => return Err(unexpected(other)),
+        };
+        if answer == AppendEntriesResponse::Success {
+            self.confirmed = Some(holds);
+        }
+        Ok(answer)
     }
 
     async fn install_snapshot(

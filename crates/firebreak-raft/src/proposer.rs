@@ -1,12 +1,17 @@
 //! The proposer: concurrent writes of one member share a log entry.
 //!
-//! openraft 0.9 appends one client entry at a time and waits for its fsync
-//! before the next, so a leader that proposed each write as its own entry
-//! would fsync once per write. Instead, writes wait in a queue; the
-//! proposer takes every write waiting, proposes them as one
+//! Every entry costs Raft messages, an fsync on every member and openraft's
+//! bookkeeping, whatever it holds. So writes wait in a queue; the proposer
+//! takes every write waiting, proposes them as one
 //! [`WriteCommand::Batch`] entry, and hands each caller its own answer.
-//! At most [`MAX_IN_FLIGHT`] entries are in flight, so that writes gather
-//! while the previous entries commit.
+//! Writes gather while earlier entries are in flight, and how many entries
+//! may be in flight follows how long an entry takes to commit: enough that
+//! a write waits about [`TARGET_WAIT`] for an entry to leave, at least
+//! [`MIN_IN_FLIGHT`] (so that writes gather on a fast network, where
+//! entries commit in a millisecond and CPU is what limits) and at most
+//! [`MAX_IN_FLIGHT`]. Between datacenters an entry takes a round trip or
+//! more, and more entries in flight keep writes from waiting whole round
+//! trips in this queue.
 //!
 //! # Correctness
 //! - A batch is applied in order, each command as a request of its own
@@ -17,18 +22,23 @@
 //!   caller learns so and may retry. A batch whose outcome is not known
 //!   (a timeout) leaves every caller's outcome unknown.
 
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
 
 use firebreak_mvcc::{KvError, WriteCommand, WriteResponse};
 use openraft::error::{ClientWriteError, RaftError};
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::error::NodeError;
 use crate::node::Node;
 use crate::types::{Member, NodeId, Raft};
 
+/// Entries proposed and not yet answered: at least this many may be.
+const MIN_IN_FLIGHT: usize = 2;
 /// Entries proposed and not yet answered, at most.
-const MAX_IN_FLIGHT: usize = 2;
+const MAX_IN_FLIGHT: usize = 32;
+/// About how long a write should wait here for an entry to leave.
+const TARGET_WAIT: Duration = Duration::from_millis(1);
 /// Commands in one entry, at most.
 const MAX_BATCH: usize = 256;
 /// Approximate bytes of one entry, at most (etcd's request limit, so a
@@ -48,13 +58,66 @@ pub(crate) struct Pending {
     pub(crate) done: oneshot::Sender<Result<Proposal, NodeError>>,
 }
 
+/// Entries in flight, and how long they take to be answered.
+struct Flight {
+    state: Mutex<FlightState>,
+    /// Signalled when an entry is answered.
+    landed: Notify,
+}
+
+struct FlightState {
+    in_flight: usize,
+    /// Moving average of the time from proposal to answer, in µs.
+    latency_us: f64,
+}
+
+impl Flight {
+    fn new() -> Flight {
+        Flight {
+            state: Mutex::new(FlightState {
+                in_flight: 0,
+                latency_us: 0.0,
+            }),
+            landed: Notify::new(),
+        }
+    }
+
+    /// Takes a place in flight if one is free now.
+    fn try_start(&self) -> bool {
+        let mut s = self.state.lock().expect("flight lock");
+        if s.in_flight < in_flight_limit(s.latency_us) {
+            s.in_flight += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn land(&self, took: Duration) {
+        {
+            let mut s = self.state.lock().expect("flight lock");
+            s.in_flight -= 1;
+            s.latency_us = 0.8 * s.latency_us + 0.2 * took.as_micros() as f64;
+        }
+        // One waiter (the proposer); a signal sent while it is not waiting
+        // is kept for it.
+        self.landed.notify_one();
+    }
+}
+
+/// Entries that may be in flight when one takes `latency_us` to land.
+fn in_flight_limit(latency_us: f64) -> usize {
+    let wanted = (latency_us / TARGET_WAIT.as_micros() as f64).ceil() as usize;
+    wanted.clamp(MIN_IN_FLIGHT, MAX_IN_FLIGHT)
+}
+
 /// Runs until the node is dropped.
 pub(crate) async fn run_proposer(node: Weak<Node>, mut queue: mpsc::UnboundedReceiver<Pending>) {
-    let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let flight = Arc::new(Flight::new());
     while let Some(first) = queue.recv().await {
-        let Ok(permit) = permits.clone().acquire_owned().await else {
-            return;
-        };
+        while !flight.try_start() {
+            flight.landed.notified().await;
+        }
         // Everything that arrived while the first waited goes along.
         let mut bytes = first.cmd.approx_bytes();
         let mut batch = vec![first];
@@ -70,9 +133,11 @@ pub(crate) async fn run_proposer(node: Weak<Node>, mut queue: mpsc::UnboundedRec
         let Some(node) = node.upgrade() else { return };
         let raft = node.raft.clone();
         drop(node);
+        let flight = flight.clone();
         tokio::spawn(async move {
+            let started = Instant::now();
             propose_batch(raft, batch).await;
-            drop(permit);
+            flight.land(started.elapsed());
         });
     }
 }
@@ -111,5 +176,31 @@ async fn propose_batch(raft: Raft, batch: Vec<Pending>) {
     debug_assert_eq!(answers.len(), waiters.len(), "one answer per write of the batch");
     for (waiter, answer) in waiters.into_iter().zip(answers) {
         let _ = waiter.send(answer);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn more_entries_fly_when_each_takes_longer() {
+        assert_eq!(in_flight_limit(0.0), MIN_IN_FLIGHT);
+        assert_eq!(in_flight_limit(800.0), MIN_IN_FLIGHT, "a fast network batches");
+        assert_eq!(in_flight_limit(5_500.0), 6, "a 5.5 ms commit lets 6 entries fly");
+        assert_eq!(in_flight_limit(1e9), MAX_IN_FLIGHT);
+    }
+
+    #[tokio::test]
+    async fn a_landing_entry_frees_its_place() {
+        let flight = Flight::new();
+        assert!(flight.try_start() && flight.try_start());
+        assert!(!flight.try_start(), "two fly while entries are fast");
+        flight.land(Duration::from_micros(100));
+        // The signal is kept for a proposer that was not waiting yet.
+        tokio::time::timeout(Duration::from_secs(1), flight.landed.notified())
+            .await
+            .expect("the landing is signalled");
+        assert!(flight.try_start());
     }
 }
