@@ -41,8 +41,10 @@
 //!   [`Durability`], as above.
 //! - A vote is durable before `save_vote` returns (Raft's rule: never vote
 //!   twice in one term, even across a crash).
-//! - The committed index is saved without waiting; openraft tolerates it
-//!   being behind after a crash.
+//! - The committed index is saved without waiting, and without waking the
+//!   writer: it goes to disk at the end of the next batch written for
+//!   another reason, after every entry it covers (those were queued before
+//!   it was saved). openraft tolerates it being behind after a crash.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Debug;
@@ -68,7 +70,6 @@ enum WriteOp {
     /// Remove entries up to and including this log id.
     Purge(LogId),
     Vote(Vote, oneshot::Sender<Result<(), String>>),
-    Committed(LogId),
 }
 
 /// The unpurged log, shared by the store and its readers.
@@ -149,6 +150,8 @@ pub struct LogStore {
     writer: mpsc::Sender<WriteOp>,
     vote: Option<Vote>,
     committed: Option<LogId>,
+    /// The committed log id not yet handed to the writer.
+    unsaved_committed: Arc<Mutex<Option<LogId>>>,
     /// This node's id, if it answers its own appends as leader at once.
     early_as_leader: Option<NodeId>,
     durability: Durability,
@@ -187,15 +190,18 @@ impl LogStore {
         let (writer, queue) = mpsc::channel();
         let durability = Durability::new();
         let flushed = durability.clone();
+        let unsaved_committed = Arc::new(Mutex::new(None));
+        let committed_slot = unsaved_committed.clone();
         std::thread::Builder::new()
             .name("raft-log-writer".into())
-            .spawn(move || write_loop(wal, queue, flushed))
+            .spawn(move || write_loop(wal, queue, flushed, committed_slot))
             .map_err(read_err)?;
         Ok(LogStore {
             cache: Arc::new(Mutex::new(cache)),
             writer,
             vote,
             committed,
+            unsaved_committed,
             early_as_leader,
             durability,
             next_seq: 0,
@@ -228,15 +234,32 @@ impl LogStore {
 
 /// The writer thread: one write and one fsync per batch of queued
 /// requests.
-fn write_loop(mut wal: Wal, queue: mpsc::Receiver<WriteOp>, durability: Durability) {
+fn write_loop(
+    mut wal: Wal,
+    queue: mpsc::Receiver<WriteOp>,
+    durability: Durability,
+    unsaved_committed: Arc<Mutex<Option<LogId>>>,
+) {
+    const MAX_OPS: usize = 4096;
     while let Ok(first) = queue.recv() {
+        // Taken before the queue is drained: every entry it covers was
+        // queued before it was saved, so is in this batch or an earlier one.
+        let committed = unsaved_committed.lock().expect("committed slot lock").take();
         let mut batch = vec![first];
-        while batch.len() < 4096 {
+        while batch.len() < MAX_OPS {
             match queue.try_recv() {
                 Ok(op) => batch.push(op),
                 Err(_) => break,
             }
         }
+        let committed = if batch.len() < MAX_OPS {
+            committed
+        } else {
+            // The queue may still hold entries it covers: next batch.
+            let mut slot = unsaved_committed.lock().expect("committed slot lock");
+            *slot = (*slot).max(committed);
+            None
+        };
         // Failpoint `leader-log-write` (the `failpoints` feature only):
         // holds back the write of appends answered early, that is the
         // leader's own, to show that nothing sees their commit before.
@@ -244,7 +267,7 @@ fn write_loop(mut wal: Wal, queue: mpsc::Receiver<WriteOp>, durability: Durabili
         if batch.iter().any(|op| matches!(op, WriteOp::Append(_, _, None))) {
             fail::fail_point!("leader-log-write");
         }
-        let result = write_batch(&mut wal, &batch);
+        let result = write_batch(&mut wal, &batch, committed);
         let failure = result.as_ref().err().map(|e| e.to_string());
         match &failure {
             Some(e) => {
@@ -281,7 +304,7 @@ fn write_loop(mut wal: Wal, queue: mpsc::Receiver<WriteOp>, durability: Durabili
     }
 }
 
-fn write_batch(wal: &mut Wal, batch: &[WriteOp]) -> std::io::Result<()> {
+fn write_batch(wal: &mut Wal, batch: &[WriteOp], committed: Option<LogId>) -> std::io::Result<()> {
     let mut records = Vec::with_capacity(batch.len());
     for op in batch {
         match op {
@@ -291,13 +314,10 @@ fn write_batch(wal: &mut Wal, batch: &[WriteOp]) -> std::io::Result<()> {
             WriteOp::Truncate(from) => records.push(Record::Truncate(*from)),
             WriteOp::Purge(upto) => records.push(Record::Purge(*upto)),
             WriteOp::Vote(vote, _) => records.push(Record::Vote(*vote)),
-            WriteOp::Committed(log_id) => records.push(Record::Committed(*log_id)),
         }
     }
-    // The committed log id alone need not be durable at once: openraft
-    // tolerates it being behind after a crash.
-    let sync = batch.iter().any(|op| !matches!(op, WriteOp::Committed(_)));
-    wal.write(&records, sync)
+    records.extend(committed.map(Record::Committed));
+    wal.write(&records, true)
 }
 
 impl RaftLogReader<TypeConfig> for LogReader {
@@ -363,9 +383,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
         self.committed = committed;
-        if let Some(c) = committed {
-            self.send(WriteOp::Committed(c))?;
-        }
+        let mut slot = self.unsaved_committed.lock().expect("committed slot lock");
+        *slot = (*slot).max(committed);
         Ok(())
     }
 
