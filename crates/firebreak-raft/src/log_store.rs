@@ -232,6 +232,10 @@ impl LogStore {
     }
 }
 
+/// A log write (and its fdatasync) at least this slow is logged, as etcd
+/// warns of slow WAL syncs.
+const SLOW_WRITE: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// The writer thread: one write and one fsync per batch of queued
 /// requests.
 fn write_loop(
@@ -267,7 +271,16 @@ fn write_loop(
         if batch.iter().any(|op| matches!(op, WriteOp::Append(_, _, None))) {
             fail::fail_point!("leader-log-write");
         }
+        let started = std::time::Instant::now();
         let result = write_batch(&mut wal, &batch, committed);
+        let took = started.elapsed();
+        if took >= SLOW_WRITE {
+            tracing::warn!(
+                took_ms = took.as_millis() as u64,
+                ops = batch.len(),
+                "slow Raft log write (write and fdatasync)"
+            );
+        }
         let failure = result.as_ref().err().map(|e| e.to_string());
         match &failure {
             Some(e) => {
