@@ -17,11 +17,20 @@
 //! segment.
 //!
 //! # Correctness
-//! - A record counts only if its length and checksum hold. A crash may
-//!   leave the last segment ending in a torn or unwritten record; replay
-//!   stops there and the file is cut back to its last whole record before
-//!   anything new is appended (so no stale bytes of the lost batch can
-//!   ever follow new records and be read as records). Records after a torn one were never covered
+//! - Every write (one batch) starts with a record holding its length, and
+//!   a record counts only if its length and checksum hold. A crash may
+//!   leave the last write of the last segment torn; replay drops that
+//!   whole write (never part of it) and the file is cut back to the writes
+//!   before it before anything new is appended (so no stale bytes of the
+//!   lost write can ever follow new records and be read as records). A bad
+//!   write followed by a good one is corruption, not a torn tail (the next
+//!   write starts only after the one before was synced), and the log
+//!   refuses to open rather than drop acknowledged entries.
+//! - What replay read of the last segment is synced before the log is
+//!   used: after a process crash it may have been only in the page cache.
+//! - Preallocating the next segment never holds up a write: if it has not
+//!   finished when the open segment is full, it is cancelled and the next
+//!   segment starts without it. Records after a torn one were never covered
 //!   by an `fdatasync` (it would have covered the torn one too), so nothing
 //!   acknowledged is dropped. A bad record anywhere else is corruption, and
 //!   the log refuses to open.
@@ -37,6 +46,8 @@ use std::fs::{File, OpenOptions};
 use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crate::types::{Entry, LogId, Vote};
@@ -55,6 +66,8 @@ const TRUNCATE: u8 = 2;
 const PURGE: u8 = 3;
 const VOTE: u8 = 4;
 const COMMITTED: u8 = 5;
+/// Starts every write: the length of the records that follow in it.
+const BATCH: u8 = 6;
 
 /// One change to the log, as written.
 pub(crate) enum Record<'a> {
@@ -93,8 +106,9 @@ pub(crate) struct Wal {
     file: File,
     /// Where the next record goes in the open segment.
     size: u64,
-    /// The next segment, being preallocated: its number and the thread.
-    next: Option<(u64, JoinHandle<std::io::Result<()>>)>,
+    /// The next segment, being preallocated: its number, a flag that
+    /// cancels it, and the thread (which returns whether it finished).
+    next: Option<(u64, Arc<AtomicBool>, JoinHandle<std::io::Result<bool>>)>,
     /// Past this size, the open segment is closed.
     segment_bytes: u64,
     /// What a new segment starts with.
@@ -125,18 +139,25 @@ const PREALLOCATE_CHUNK: u64 = 256 << 10;
 const PREALLOCATE_PAUSE: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// Writes `path` full of zeros, `len` bytes, and syncs it, gently.
-fn preallocate(path: &Path, len: u64) -> std::io::Result<()> {
+/// Returns false, having removed the file, if `cancel` was set first.
+fn preallocate(path: &Path, len: u64, cancel: &AtomicBool) -> std::io::Result<bool> {
     let file = OpenOptions::new().create(true).write(true).truncate(true).open(path)?;
     let zeros = vec![0u8; PREALLOCATE_CHUNK as usize];
     let mut at = 0;
     while at < len {
+        if cancel.load(Ordering::Relaxed) {
+            drop(file);
+            std::fs::remove_file(path)?;
+            return Ok(false);
+        }
         let n = (len - at).min(PREALLOCATE_CHUNK);
         file.write_all_at(&zeros[..n as usize], at)?;
         file.sync_data()?;
         at += n;
         std::thread::sleep(PREALLOCATE_PAUSE);
     }
-    file.sync_all()
+    file.sync_all()?;
+    Ok(true)
 }
 
 fn encode(record: &Record<'_>, out: &mut Vec<u8>) {
@@ -201,42 +222,132 @@ fn replay(body: &[u8], state: &mut Recovered) -> Result<Option<u64>, String> {
     Ok(None)
 }
 
-/// Reads one segment's records into `state`. Returns the length of its
-/// whole records and whether it ended in a bad one, and the highest entry
-/// index in it.
-fn replay_segment(path: &Path, state: &mut Recovered) -> std::io::Result<(u64, Option<String>, Option<u64>)> {
+/// Checks the record at `at`: its body and where the next one starts.
+fn read_record(bytes: &[u8], at: usize) -> Result<(&[u8], usize), String> {
+    let header = bytes.get(at..at + HEADER_BYTES).ok_or("a torn record header")?;
+    let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as usize;
+    let crc = u32::from_le_bytes(header[4..].try_into().expect("4 bytes"));
+    if len == 0 || len > MAX_RECORD_BYTES {
+        return Err(format!("a record length of {len}"));
+    }
+    let body = bytes
+        .get(at + HEADER_BYTES..at + HEADER_BYTES + len)
+        .ok_or("a torn record")?;
+    if crc32fast::hash(body) != crc {
+        return Err("a checksum mismatch".into());
+    }
+    Ok((body, at + HEADER_BYTES + len))
+}
+
+/// The records of the batch (one write) at `at`, and where it ends.
+fn read_batch(bytes: &[u8], at: usize) -> Result<(Vec<&[u8]>, usize), String> {
+    let (head, first) = read_record(bytes, at)?;
+    let [BATCH, l0, l1, l2, l3] = *head else {
+        return Err("a write that does not start with its length".into());
+    };
+    let end = first + u32::from_le_bytes([l0, l1, l2, l3]) as usize;
+    if end > bytes.len() {
+        return Err("a torn write".into());
+    }
+    let mut records = Vec::new();
+    let mut next = first;
+    while next < end {
+        let (body, after) = read_record(bytes, next)?;
+        records.push(body);
+        next = after;
+    }
+    if next != end {
+        return Err("records that overrun their write".into());
+    }
+    Ok((records, end))
+}
+
+/// Whether a whole, valid write starts anywhere from `from` on.
+fn later_write_exists(bytes: &[u8], from: usize) -> bool {
+    (from..bytes.len()).any(|at| {
+        bytes.get(at..at + 4) == Some(&5u32.to_le_bytes()[..])
+            && read_record(bytes, at).is_ok_and(|(body, _)| body[0] == BATCH)
+    })
+}
+
+/// What replaying one segment found.
+struct Replayed {
+    /// The length of its whole writes.
+    whole: u64,
+    /// Why it ends before its end of file, if it does: a torn last write.
+    torn: Option<String>,
+    /// The highest entry index in it.
+    last_index: Option<u64>,
+}
+
+/// Reads one segment's writes into `state`. A bad write followed by a good
+/// one is corruption (the writer writes the next only after syncing the
+/// one before) and an error; a bad last write is a torn tail, reported in
+/// `torn`. A write's records are applied only once all of them are good.
+fn replay_segment(path: &Path, state: &mut Recovered) -> std::io::Result<Replayed> {
     let mut bytes = Vec::new();
     File::open(path)?.read_to_end(&mut bytes)?;
     let mut at = 0usize;
     let mut last_index = None;
     while at < bytes.len() {
-        let bad = |why: String| Ok((at as u64, Some(why), last_index));
-        let Some(header) = bytes.get(at..at + HEADER_BYTES) else {
-            return bad("a torn record header".into());
-        };
-        let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as usize;
-        let crc = u32::from_le_bytes(header[4..].try_into().expect("4 bytes"));
-        if len == 0 && bytes[at..].iter().all(|&b| b == 0) {
+        if bytes[at..].iter().all(|&b| b == 0) {
             // The preallocated rest of the segment.
             break;
         }
-        if len == 0 || len > MAX_RECORD_BYTES {
-            return bad(format!("a record length of {len}"));
+        match read_batch(&bytes, at) {
+            Ok((records, end)) => {
+                for body in records {
+                    match replay(body, state) {
+                        Ok(Some(index)) => last_index = Some(index),
+                        Ok(None) => {}
+                        Err(why) => {
+                            return Err(invalid(format!(
+                                "the Raft log is corrupt: {why} in the write at byte {at} of {}",
+                                path.display()
+                            )))
+                        }
+                    }
+                }
+                at = end;
+            }
+            Err(why) if later_write_exists(&bytes, at + 1) => {
+                return Err(invalid(format!(
+                    "the Raft log is corrupt: {why} in the write at byte {at} of {}, and later writes follow it",
+                    path.display()
+                )));
+            }
+            Err(why) => {
+                return Ok(Replayed {
+                    whole: at as u64,
+                    torn: Some(why),
+                    last_index,
+                })
+            }
         }
-        let Some(body) = bytes.get(at + HEADER_BYTES..at + HEADER_BYTES + len) else {
-            return bad("a torn record".into());
-        };
-        if crc32fast::hash(body) != crc {
-            return bad("a checksum mismatch".into());
-        }
-        match replay(body, state) {
-            Ok(Some(index)) => last_index = Some(index),
-            Ok(None) => {}
-            Err(why) => return bad(why),
-        }
-        at += HEADER_BYTES + len;
     }
-    Ok((at as u64, None, last_index))
+    Ok(Replayed {
+        whole: at as u64,
+        torn: None,
+        last_index,
+    })
+}
+
+/// One write's bytes: its length, then `records`.
+fn encode_write(records: &[Record<'_>]) -> Vec<u8> {
+    let mut body = Vec::with_capacity(256);
+    for record in records {
+        encode(record, &mut body);
+    }
+    let len = u32::try_from(body.len()).expect("a write is smaller than 4 GiB");
+    let mut out = Vec::with_capacity(body.len() + HEADER_BYTES + 5);
+    out.extend_from_slice(&[0; HEADER_BYTES]);
+    out.push(BATCH);
+    out.extend_from_slice(&len.to_le_bytes());
+    let crc = crc32fast::hash(&out[HEADER_BYTES..]);
+    out[..4].copy_from_slice(&5u32.to_le_bytes());
+    out[4..8].copy_from_slice(&crc.to_le_bytes());
+    out.extend_from_slice(&body);
+    out
 }
 
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
@@ -280,9 +391,13 @@ impl Wal {
         let mut last_whole = 0;
         for (i, &number) in numbers.iter().enumerate() {
             let path = dir.join(segment_name(number));
-            let (whole, bad, last_index) = replay_segment(&path, &mut state)?;
+            let Replayed {
+                whole,
+                torn,
+                last_index,
+            } = replay_segment(&path, &mut state)?;
             last_whole = whole;
-            if let Some(why) = bad {
+            if let Some(why) = torn {
                 if i + 1 < numbers.len() {
                     return Err(invalid(format!(
                         "the Raft log is corrupt: {why} at byte {whole} of {}, which is not the last segment",
@@ -303,6 +418,12 @@ impl Wal {
         let (file, size) = match segments.last() {
             Some(last) => {
                 let file = OpenOptions::new().write(true).open(&last.path)?;
+                // What replay read may have been only in the page cache
+                // (the process died before its fsync): make it durable
+                // before anything relies on it, e.g. before this member
+                // counts it towards a quorum again.
+                file.sync_all()?;
+                sync_dir(dir)?;
                 (file, last_whole)
             }
             None => {
@@ -339,10 +460,9 @@ impl Wal {
             self.rotate()?;
             rotated = true;
         }
-        let mut buf = Vec::with_capacity(256);
+        let buf = encode_write(records);
         let segment = self.segments.last_mut().expect("an open segment");
         for record in records {
-            encode(record, &mut buf);
             match record {
                 Record::Entry(index, _) => segment.last_index = Some(*index),
                 Record::Vote(v) => self.vote = Some(*v),
@@ -378,10 +498,12 @@ impl Wal {
         let number = self.segments.last().map_or(1, |s| s.number + 1);
         let path = self.dir.join(prepared_name(number));
         let len = self.segment_bytes;
+        let cancel = Arc::new(AtomicBool::new(false));
+        let cancelled = cancel.clone();
         let thread = std::thread::Builder::new()
             .name("raft-log-prealloc".into())
-            .spawn(move || preallocate(&path, len))?;
-        self.next = Some((number, thread));
+            .spawn(move || preallocate(&path, len, &cancelled))?;
+        self.next = Some((number, cancel, thread));
         Ok(())
     }
 
@@ -391,30 +513,32 @@ impl Wal {
         let number = self.segments.last().map_or(1, |s| s.number + 1);
         let prepared = self.dir.join(prepared_name(number));
         let ready = match self.next.take() {
-            Some((n, thread)) if n == number => match thread.join() {
-                Ok(Ok(())) => true,
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "preallocating a Raft log segment failed; starting it empty");
-                    false
+            Some((n, cancel, thread)) if n == number => {
+                // Never wait for the zeros: the writer would stall every
+                // member's log for as long (a second or more).
+                if !thread.is_finished() {
+                    cancel.store(true, Ordering::Relaxed);
                 }
-                Err(_) => false,
-            },
+                match thread.join() {
+                    Ok(Ok(finished)) => finished,
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "preallocating a Raft log segment failed; starting it empty");
+                        false
+                    }
+                    Err(_) => false,
+                }
+            }
             _ => false,
         };
         if !ready {
             File::create(&prepared)?;
         }
         let file = OpenOptions::new().write(true).open(&prepared)?;
-        let mut buf = Vec::new();
-        if let Some(v) = self.vote {
-            encode(&Record::Vote(v), &mut buf);
-        }
-        if let Some(c) = self.committed {
-            encode(&Record::Committed(c), &mut buf);
-        }
-        if let Some(p) = self.purged {
-            encode(&Record::Purge(p), &mut buf);
-        }
+        let mut state = Vec::new();
+        state.extend(self.vote.map(Record::Vote));
+        state.extend(self.committed.map(Record::Committed));
+        state.extend(self.purged.map(Record::Purge));
+        let buf = encode_write(&state);
         file.write_all_at(&buf, 0)?;
         file.sync_data()?;
         let path = self.dir.join(segment_name(number));
@@ -555,9 +679,29 @@ mod tests {
         let last = bytes.len() - 1;
         bytes[last] ^= 0x40;
         std::fs::write(&segment, bytes).unwrap();
-        // In the last segment it is taken for a torn tail.
+        // In the last write it is taken for a torn tail: the whole write
+        // goes, never part of it.
         let (_, state) = Wal::open(dir.path()).unwrap();
-        assert_eq!(terms(&state), vec![(1, 1), (2, 1)]);
+        assert!(terms(&state).is_empty());
+    }
+
+    #[test]
+    fn a_flipped_bit_before_the_last_write_refuses_to_open() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (mut wal, _) = Wal::open(dir.path()).unwrap();
+            append(&mut wal, 1, 1..=3);
+            append(&mut wal, 1, 4..=4);
+        }
+        let segment = dir.path().join(segment_name(1));
+        let mut bytes = std::fs::read(&segment).unwrap();
+        // Inside the first write's second record, well before the last write.
+        bytes[2 * HEADER_BYTES + 5 + 20] ^= 0x40;
+        std::fs::write(&segment, bytes).unwrap();
+        let err = Wal::open(dir.path())
+            .err()
+            .expect("an acknowledged write is never dropped silently");
+        assert!(err.to_string().contains("later writes follow it"), "{err}");
     }
 
     #[test]
