@@ -245,7 +245,35 @@ fn write_loop(
     unsaved_committed: Arc<Mutex<Option<LogId>>>,
 ) {
     const MAX_OPS: usize = 4096;
-    while let Ok(first) = queue.recv() {
+    /// Idle this long, the writer saves a pending committed index alone.
+    const IDLE: std::time::Duration = std::time::Duration::from_millis(100);
+    // However the thread ends (a write failed, the store was dropped, a
+    // panic), whoever waits for durability learns it will not come.
+    struct Stopped(Durability);
+    impl Drop for Stopped {
+        fn drop(&mut self) {
+            self.0.failed("the Raft log writer has stopped".into());
+        }
+    }
+    let _stopped = Stopped(durability.clone());
+    loop {
+        let first = match queue.recv_timeout(IDLE) {
+            Ok(op) => op,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                // Not synced: it reaches the disk with the next batch, or
+                // with the kernel's writeback, and openraft tolerates it
+                // being behind after a crash.
+                let committed = unsaved_committed.lock().expect("committed slot lock").take();
+                if let Some(c) = committed {
+                    if let Err(e) = wal.write(&[Record::Committed(c)], false) {
+                        tracing::error!(error = %e, "raft log write failed");
+                        return;
+                    }
+                }
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        };
         // Taken before the queue is drained: every entry it covers was
         // queued before it was saved, so is in this batch or an earlier one.
         let committed = unsaved_committed.lock().expect("committed slot lock").take();

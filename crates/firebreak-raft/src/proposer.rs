@@ -137,6 +137,18 @@ impl Flight {
     }
 }
 
+/// Gives an entry's place in flight back when dropped.
+struct Landing {
+    flight: Arc<Flight>,
+    started: Instant,
+}
+
+impl Drop for Landing {
+    fn drop(&mut self) {
+        self.flight.land(self.started.elapsed());
+    }
+}
+
 /// Entries that may be in flight when one takes `latency_us` to land.
 fn in_flight_limit(latency_us: u64) -> usize {
     let wanted = latency_us.div_ceil(TARGET_WAIT.as_micros() as u64) as usize;
@@ -167,9 +179,13 @@ pub(crate) async fn run_proposer(node: Weak<Node>, mut queue: mpsc::UnboundedRec
         drop(node);
         let flight = flight.clone();
         tokio::spawn(async move {
-            let started = Instant::now();
+            // Lands also if the task panics or is dropped: a lost place in
+            // flight would never come back.
+            let _landing = Landing {
+                flight,
+                started: Instant::now(),
+            };
             propose_batch(raft, batch).await;
-            flight.land(started.elapsed());
         });
     }
 }

@@ -564,7 +564,12 @@ impl Wal {
             if oldest.last_index.is_some_and(|i| i > purged.index) {
                 break;
             }
-            std::fs::remove_file(&oldest.path)?;
+            // The purge is durable already; a segment that cannot be
+            // deleted only wastes space (and replays harmlessly).
+            if let Err(e) = std::fs::remove_file(&oldest.path) {
+                tracing::warn!(segment = %oldest.path.display(), error = %e, "cannot delete a purged Raft log segment");
+                break;
+            }
             self.segments.remove(0);
         }
         Ok(())
