@@ -28,9 +28,9 @@
 //!   refuses to open rather than drop acknowledged entries.
 //! - What replay read of the last segment is synced before the log is
 //!   used: after a process crash it may have been only in the page cache.
-//! - Preallocating the next segment never holds up a write: if it has not
-//!   finished when the open segment is full, it is cancelled and the next
-//!   segment starts without it. Records after a torn one were never covered
+//! - Preallocating never holds up a write: if the zeros are not ready when
+//!   the open segment is full, the next segment starts empty and small
+//!   ([`FIRST_SEGMENT_BYTES`]), and the zeros are kept for a later one. Records after a torn one were never covered
 //!   by an `fdatasync` (it would have covered the torn one too), so nothing
 //!   acknowledged is dropped. A bad record anywhere else is corruption, and
 //!   the log refuses to open.
@@ -94,6 +94,10 @@ pub(crate) struct Recovered {
 struct Segment {
     number: u64,
     path: PathBuf,
+    /// Past this size it is closed: the full size if it was preallocated,
+    /// [`FIRST_SEGMENT_BYTES`] if not (so that the log soon moves on to a
+    /// preallocated one).
+    limit: u64,
     /// The highest entry index written to it, if any.
     last_index: Option<u64>,
 }
@@ -106,9 +110,10 @@ pub(crate) struct Wal {
     file: File,
     /// Where the next record goes in the open segment.
     size: u64,
-    /// The next segment, being preallocated: its number, a flag that
-    /// cancels it, and the thread (which returns whether it finished).
-    next: Option<(u64, Arc<AtomicBool>, JoinHandle<std::io::Result<bool>>)>,
+    /// The next preallocated segment, being written as [`PREPARED`]: a
+    /// flag that cancels it, and the thread (which returns whether it
+    /// finished).
+    next: Option<(Arc<AtomicBool>, JoinHandle<std::io::Result<bool>>)>,
     /// Past this size, the open segment is closed.
     segment_bytes: u64,
     /// What a new segment starts with.
@@ -125,9 +130,13 @@ fn segment_name(number: u64) -> String {
     format!("{number:016x}.wal")
 }
 
+/// A segment being started, before it is renamed into place.
 fn prepared_name(number: u64) -> String {
     format!("{number:016x}.wal.prep")
 }
+
+/// The next preallocated segment, while the zeros are written.
+const PREPARED: &str = "next.wal.prep";
 
 /// Zeros are written and synced this much at a time while preallocating...
 const PREALLOCATE_CHUNK: u64 = 256 << 10;
@@ -409,9 +418,15 @@ impl Wal {
                 file.set_len(whole)?;
                 file.sync_all()?;
             }
+            let preallocated = std::fs::metadata(&path)?.len() >= segment_bytes;
             segments.push(Segment {
                 number,
                 path,
+                limit: if preallocated {
+                    segment_bytes
+                } else {
+                    segment_bytes.min(FIRST_SEGMENT_BYTES)
+                },
                 last_index,
             });
         }
@@ -433,6 +448,7 @@ impl Wal {
                 segments.push(Segment {
                     number: 1,
                     path,
+                    limit: segment_bytes.min(FIRST_SEGMENT_BYTES),
                     last_index: None,
                 });
                 (file, 0)
@@ -476,7 +492,10 @@ impl Wal {
         if sync || rotated {
             self.file.sync_data()?;
         }
-        if self.next.is_none() && self.size >= self.open_segment_limit() / 2 {
+        // The first segment waits until it is half full, so that a member
+        // that writes little never preallocates anything.
+        let first = self.segments.len() == 1 && self.segments[0].number == 1;
+        if self.next.is_none() && (!first || self.size >= self.open_segment_limit() / 2) {
             self.prepare_next()?;
         }
         if records.iter().any(|r| matches!(r, Record::Purge(_))) {
@@ -487,23 +506,19 @@ impl Wal {
 
     /// The size past which the open segment is closed.
     fn open_segment_limit(&self) -> u64 {
-        match self.segments.last() {
-            Some(s) if s.number == 1 => self.segment_bytes.min(FIRST_SEGMENT_BYTES),
-            _ => self.segment_bytes,
-        }
+        self.segments.last().map_or(self.segment_bytes, |s| s.limit)
     }
 
-    /// Starts preallocating the segment after the open one.
+    /// Starts preallocating the next segment.
     fn prepare_next(&mut self) -> std::io::Result<()> {
-        let number = self.segments.last().map_or(1, |s| s.number + 1);
-        let path = self.dir.join(prepared_name(number));
+        let path = self.dir.join(PREPARED);
         let len = self.segment_bytes;
         let cancel = Arc::new(AtomicBool::new(false));
         let cancelled = cancel.clone();
         let thread = std::thread::Builder::new()
             .name("raft-log-prealloc".into())
             .spawn(move || preallocate(&path, len, &cancelled))?;
-        self.next = Some((number, cancel, thread));
+        self.next = Some((cancel, thread));
         Ok(())
     }
 
@@ -511,18 +526,16 @@ impl Wal {
     fn rotate(&mut self) -> std::io::Result<()> {
         self.file.sync_data()?;
         let number = self.segments.last().map_or(1, |s| s.number + 1);
-        let prepared = self.dir.join(prepared_name(number));
-        let ready = match self.next.take() {
-            Some((n, cancel, thread)) if n == number => {
-                // Never wait for the zeros: the writer would stall every
-                // member's log for as long (a second or more).
-                if !thread.is_finished() {
-                    cancel.store(true, Ordering::Relaxed);
-                }
+        // Never wait for the zeros (the writer would stall every member's
+        // log for a second or more): unless they are ready, the next
+        // segment starts empty and small, and they stay for a later one.
+        let ready = match &self.next {
+            Some((_, thread)) if thread.is_finished() => {
+                let (_, thread) = self.next.take().expect("checked above");
                 match thread.join() {
                     Ok(Ok(finished)) => finished,
                     Ok(Err(e)) => {
-                        tracing::warn!(error = %e, "preallocating a Raft log segment failed; starting it empty");
+                        tracing::warn!(error = %e, "preallocating a Raft log segment failed");
                         false
                     }
                     Err(_) => false,
@@ -530,9 +543,13 @@ impl Wal {
             }
             _ => false,
         };
-        if !ready {
-            File::create(&prepared)?;
-        }
+        let prepared = if ready {
+            self.dir.join(PREPARED)
+        } else {
+            let fresh = self.dir.join(prepared_name(number));
+            File::create(&fresh)?;
+            fresh
+        };
         let file = OpenOptions::new().write(true).open(&prepared)?;
         let mut state = Vec::new();
         state.extend(self.vote.map(Record::Vote));
@@ -547,6 +564,11 @@ impl Wal {
         self.segments.push(Segment {
             number,
             path,
+            limit: if ready {
+                self.segment_bytes
+            } else {
+                self.segment_bytes.min(FIRST_SEGMENT_BYTES)
+            },
             last_index: None,
         });
         self.file = file;
@@ -573,6 +595,14 @@ impl Wal {
             self.segments.remove(0);
         }
         Ok(())
+    }
+}
+
+impl Drop for Wal {
+    fn drop(&mut self) {
+        if let Some((cancel, _)) = &self.next {
+            cancel.store(true, Ordering::Relaxed);
+        }
     }
 }
 
@@ -740,15 +770,17 @@ mod tests {
             let (mut wal, _) = Wal::open_with(dir.path(), segment_bytes).unwrap();
             for i in 1..=60 {
                 append(&mut wal, 1, i..=i);
+                // Time for the zeros of the next segment.
+                std::thread::sleep(std::time::Duration::from_millis(5));
             }
             assert!(wal.segments.len() >= 3, "the log rotated into preallocated segments");
         }
-        // Every segment after the first was preallocated to the limit,
-        // however few records the last one holds.
-        for number in 2..=segment_files(dir.path()) as u64 {
-            let len = std::fs::metadata(dir.path().join(segment_name(number))).unwrap().len();
-            assert!(len >= segment_bytes, "segment {number} is {len} bytes");
-        }
+        // Segments started while zeros were ready are as long as the
+        // limit, however few records the last one holds.
+        let preallocated = (2..=segment_files(dir.path()) as u64)
+            .filter(|&n| std::fs::metadata(dir.path().join(segment_name(n))).unwrap().len() >= segment_bytes)
+            .count();
+        assert!(preallocated > 0, "no segment was preallocated");
         {
             let (mut wal, state) = Wal::open_with(dir.path(), segment_bytes).unwrap();
             assert_eq!(terms(&state).len(), 60);
@@ -769,9 +801,11 @@ mod tests {
         }
         // A crash while the next segment was being preallocated.
         std::fs::write(dir.path().join(prepared_name(2)), [0u8; 100]).unwrap();
+        std::fs::write(dir.path().join(PREPARED), [0u8; 100]).unwrap();
         let (_, state) = Wal::open(dir.path()).unwrap();
         assert_eq!(terms(&state).len(), 3);
         assert!(!dir.path().join(prepared_name(2)).exists(), "the leftover is removed");
+        assert!(!dir.path().join(PREPARED).exists(), "the leftover is removed");
     }
 
     #[test]
