@@ -498,16 +498,7 @@ async fn a_burned_datacenter_is_replaced_while_clients_write() {
         ),
     )
     .unwrap();
-    let log = std::fs::File::create(dir.join("m4.log")).unwrap();
-    let _m4 = common::KillOnDrop(
-        std::process::Command::new(common::BIN)
-            .args(["serve", "--config"])
-            .arg(&config)
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    );
+    let _m4 = common::serve(&config, &dir.join("m4.log"));
     let added = c
         .member_add([format!("http://127.0.0.1:{peer}?name=m4&datacenter=dc4")], None)
         .await

@@ -295,16 +295,7 @@ fn etcdctl_watch_lease_lock_elect_snapshot_members_hashkv_alarms() {
         &format!("--peer-urls={peer_url}"),
     ]);
     assert!(added.contains("added"), "{added}");
-    let log = std::fs::File::create(dir.path().join("dc1-2.log")).unwrap();
-    let _joiner = common::KillOnDrop(
-        Command::new(common::BIN)
-            .args(["serve", "--config"])
-            .arg(&config)
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    );
+    let _joiner = common::serve(&config, &dir.path().join("dc1-2.log"));
     let list = up.ok(&["member", "list"]);
     let id = list
         .lines()

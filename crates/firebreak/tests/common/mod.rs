@@ -281,6 +281,12 @@ pub async fn connect(endpoints: &[String]) -> Client {
 /// (also when the test fails).
 pub struct KillOnDrop(pub Child);
 
+/// Starts `firebreak serve --config config` outside any cluster, logging
+/// to `log`; it is killed when the handle is dropped.
+pub fn serve(config: &Path, log: &Path) -> KillOnDrop {
+    KillOnDrop(spawn(config, log, &Options::default()))
+}
+
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
         let _ = self.0.kill();
