@@ -258,6 +258,7 @@ impl Store {
             WriteCommand::LeaseRevoke(req) => self.lease_revoke(req).map(WriteResponse::LeaseRevoke),
             WriteCommand::Alarm(req) => Ok(WriteResponse::Alarm(self.alarm(req))),
             WriteCommand::Batch(cmds) => Ok(WriteResponse::Batch(cmds.iter().map(|c| self.apply(c)).collect())),
+            WriteCommand::Tagged { cmd, .. } => self.apply(cmd),
         }
     }
 

@@ -217,6 +217,14 @@ pub enum WriteCommand {
     /// revision and its own answer). The replication layer batches
     /// concurrent writes this way.
     Batch(Vec<WriteCommand>),
+    /// `cmd`, tagged by the member that proposed it. The store applies
+    /// `cmd` and nothing else; the tag is the replication layer's, which
+    /// uses it to tell whether its own log ever held the entry (and so
+    /// whether a refused proposal is safe to propose again).
+    Tagged {
+        tag: u64,
+        cmd: Box<WriteCommand>,
+    },
 }
 
 impl WriteCommand {
@@ -252,6 +260,7 @@ impl WriteCommand {
             WriteCommand::DeleteRange(d) => d.key.len() + d.range_end.len() + 16,
             WriteCommand::Txn(t) => txn_bytes(t),
             WriteCommand::Batch(cmds) => cmds.iter().map(WriteCommand::approx_bytes).sum(),
+            WriteCommand::Tagged { cmd, .. } => cmd.approx_bytes() + 8,
             _ => 32,
         }
     }

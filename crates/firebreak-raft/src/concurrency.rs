@@ -139,9 +139,14 @@ impl Node {
     }
 
     /// The prefix `name/` and the caller's own key under it, if its lease
-    /// exists.
-    fn session_keys(&self, name: &[u8], lease: i64) -> Result<(Bytes, Bytes), ConcurrencyError> {
-        if lease == 0 || self.replica.read().expect("replica lock").store.lease(lease).is_none() {
+    /// exists. The lease is looked up after a read barrier: a member that
+    /// lags never answers "lease not found" for a lease granted before.
+    async fn session_keys(&self, name: &[u8], lease: i64) -> Result<(Bytes, Bytes), ConcurrencyError> {
+        if lease == 0 {
+            return Err(ConcurrencyError::SessionExpired);
+        }
+        self.read_barrier().await?;
+        if self.replica.read().expect("replica lock").store.lease(lease).is_none() {
             return Err(ConcurrencyError::SessionExpired);
         }
         let mut prefix = name.to_vec();
@@ -154,7 +159,7 @@ impl Node {
     /// future) leaves its key behind, as etcd's server does; it goes with
     /// the lease.
     pub async fn lock(&self, name: &[u8], lease: i64) -> Result<(Bytes, i64), ConcurrencyError> {
-        let (prefix, key) = self.session_keys(name, lease)?;
+        let (prefix, key) = self.session_keys(name, lease).await?;
         let (kv, _) = self.create_own_key(&key, &Bytes::new(), lease).await?;
         let revision = self.wait_turn(&prefix, &key, kv.create_revision).await?;
         Ok((key, revision))
@@ -174,7 +179,7 @@ impl Node {
     /// Campaigns for leadership of `name` with `value`; returns once this
     /// caller leads.
     pub async fn campaign(&self, name: &[u8], lease: i64, value: Bytes) -> Result<(LeaderKey, i64), ConcurrencyError> {
-        let (prefix, key) = self.session_keys(name, lease)?;
+        let (prefix, key) = self.session_keys(name, lease).await?;
         let (kv, _) = self.create_own_key(&key, &value, lease).await?;
         let leader = LeaderKey {
             name: Bytes::copy_from_slice(name),

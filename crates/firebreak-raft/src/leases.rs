@@ -1,6 +1,18 @@
 //! The lease API of a member: grants and revokes go through the log;
 //! keep-alives and remaining TTLs are answered by the leader, which alone
 //! keeps deadlines (see [`crate::lessor`]).
+//!
+//! # Correctness
+//! - The leader renews a lease or answers its remaining TTL only while it
+//!   has heard from a quorum within one election timeout
+//!   ([`Node::serving_term`], [`crate::quorum_contact`]): a leader cut off
+//!   from the majority stops before the majority can expire the lease.
+//! - A new leader answers only once it has applied an entry of its own
+//!   term, so every write committed before it led (a lease grant among
+//!   them) is applied: a kept-alive lease is never "not found" right after
+//!   a failover, as in etcd, whose new leader waits for its applied index.
+//! - The member that serves TimeToLive reads the lease's keys after a read
+//!   barrier, so it reflects every write acknowledged before it was asked.
 
 use std::future::Future;
 use std::sync::Weak;
@@ -33,6 +45,41 @@ impl Node {
     pub(crate) fn leading_term(&self) -> Option<u64> {
         let m = self.raft.metrics().borrow().clone();
         (m.state == ServerState::Leader && m.current_leader == Some(self.id)).then_some(m.current_term)
+    }
+
+    /// The term of this member's leadership, if it leads and has heard from
+    /// a quorum within one election timeout: only then does it renew
+    /// leases, answer their remaining TTLs and run leader-only requests
+    /// (see [`crate::quorum_contact`]).
+    pub(crate) fn serving_term(&self) -> Option<u64> {
+        let m = self.raft.metrics().borrow().clone();
+        if m.state != ServerState::Leader || m.current_leader != Some(self.id) {
+            return None;
+        }
+        let now = std::time::Instant::now();
+        let configs = m.membership_config.membership().get_joint_config();
+        let acked = self.contact.quorum_acked(self.id, m.current_term, configs, now)?;
+        (now.duration_since(acked) < self.election_timeout).then_some(m.current_term)
+    }
+
+    /// The term this member serves in as leader (see [`Node::serving_term`]),
+    /// once it has applied an entry of that term: everything committed
+    /// before its leadership is then applied here.
+    pub(crate) async fn serving_caught_up(&self) -> Result<u64, ForwardError> {
+        let term = self.serving_term().ok_or(ForwardError::NotLeader)?;
+        self.raft
+            .wait(Some(self.election_timeout))
+            .metrics(
+                |m| m.current_term != term || m.last_applied.is_some_and(|l| l.leader_id.term >= term),
+                "the leader applied an entry of its term",
+            )
+            .await
+            .map_err(|e| ForwardError::Unavailable(e.to_string()))?;
+        // Still leading, in touch with a quorum, in the same term.
+        match self.serving_term() {
+            Some(now) if now == term => Ok(term),
+            _ => Err(ForwardError::NotLeader),
+        }
     }
 
     /// Grants a lease; `id` 0 lets the member choose one.
@@ -91,6 +138,9 @@ impl Node {
                 },
             )
             .await?;
+        // The keys as of every write acknowledged before this call, even on
+        // a member that lags.
+        self.read_barrier().await?;
         let replica = self.replica.read().expect("replica lock");
         Ok(match replica.store.lease(id) {
             Some(lease) if ttl >= 0 => LeaseTtl {
@@ -117,9 +167,7 @@ impl Node {
     }
 
     pub(crate) async fn leader_keep_alive(&self, id: i64) -> Result<i64, ForwardError> {
-        if self.leading_term().is_none() {
-            return Err(ForwardError::NotLeader);
-        }
+        self.serving_caught_up().await?;
         let ttl = self
             .replica
             .read()
@@ -137,9 +185,7 @@ impl Node {
     }
 
     pub(crate) async fn leader_time_to_live(&self, id: i64) -> Result<i64, ForwardError> {
-        if self.leading_term().is_none() {
-            return Err(ForwardError::NotLeader);
-        }
+        self.serving_caught_up().await?;
         let granted = self
             .replica
             .read()
@@ -213,7 +259,10 @@ pub(crate) async fn expire_leases(node: Weak<Node>) {
     loop {
         tokio::time::sleep(EXPIRY_TICK).await;
         let Some(node) = node.upgrade() else { return };
-        let term = node.leading_term();
+        // A leader out of touch with a quorum forgets its deadlines; back in
+        // touch, it grants every lease its full TTL again, as a newly
+        // elected leader would.
+        let term = node.serving_term();
         let leases: Vec<(i64, i64)> = {
             let replica = node.replica.read().expect("replica lock");
             replica

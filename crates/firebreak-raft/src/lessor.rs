@@ -7,10 +7,14 @@
 //! replica removes the lease's keys at the same revision.
 //!
 //! # Correctness
-//! - A member that becomes leader (or sees the term change) forgets every
-//!   deadline and grants each lease its full TTL plus one election
-//!   timeout from that moment, as etcd does on promotion: no lease expires
-//!   because keep-alives had nowhere to go during a failover.
+//! - A member that becomes leader (or sees the term change, or gets back
+//!   in touch with a quorum after losing it) forgets every deadline and
+//!   grants each lease its full TTL plus one election timeout from that
+//!   moment, as etcd does on promotion: no lease expires because
+//!   keep-alives had nowhere to go during a failover. The election timeout
+//!   of grace is also what keeps a renewal granted by a deposed leader
+//!   from outliving the lease on the new leader
+//!   ([`crate::quorum_contact`]).
 //! - Only the leader of the current term proposes revokes; a deposed
 //!   leader's revoke proposal is refused by Raft.
 

@@ -25,6 +25,7 @@ pub mod membership;
 pub mod network;
 mod node;
 mod proposer;
+pub mod quorum_contact;
 pub mod state_machine;
 pub mod transport;
 pub mod types;

@@ -33,6 +33,12 @@
 //! is on the disks of a quorum (the leader's and those of the followers
 //! that acknowledged it), which is Raft's durability rule.
 //!
+//! The one thing the early answer changes for openraft is that a leader
+//! can come back from a crash without entries that its followers hold.
+//! So a member that led never resumes that term after a restart
+//! ([`resume_without_leadership`]): it would reuse log ids its followers
+//! hold with other contents.
+//!
 //! # Correctness
 //! - Appends, truncations and purges reach the disk in the order openraft
 //!   issued them: they go through one queue to one thread.
@@ -44,7 +50,11 @@
 //! - The committed index is saved without waiting, and without waking the
 //!   writer: it goes to disk at the end of the next batch written for
 //!   another reason, after every entry it covers (those were queued before
-//!   it was saved). openraft tolerates it being behind after a crash.
+//!   it was saved), or in a write of its own once the writer has been idle
+//!   for a while. Like every write, that one is synced before the next
+//!   starts (`Wal::write` always syncs), so a write that replay finds
+//!   damaged but not torn is always one that was synced. openraft
+//!   tolerates the committed index being behind after a crash.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Debug;
@@ -53,10 +63,12 @@ use std::path::Path;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
+use firebreak_mvcc::WriteCommand;
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
-use openraft::{ErrorSubject, ErrorVerb, OptionalSend};
+use openraft::{EntryPayload, ErrorSubject, ErrorVerb, OptionalSend};
 use tokio::sync::{oneshot, watch};
 
+use crate::proposer::OwnProposals;
 use crate::types::{Entry, LogId, NodeId, StorageError, TypeConfig, Vote};
 use crate::wal::{Record, Wal};
 
@@ -156,6 +168,8 @@ pub struct LogStore {
     early_as_leader: Option<NodeId>,
     durability: Durability,
     next_seq: u64,
+    /// This member's proposals in flight, told which entries the log held.
+    own_proposals: Arc<OwnProposals>,
 }
 
 /// A read handle on the log, for replication streams.
@@ -186,7 +200,8 @@ impl LogStore {
             entries: recovered.entries,
             last_purged: recovered.purged,
         };
-        let (vote, committed) = (recovered.vote, recovered.committed);
+        let vote = recovered.vote.map(|v| resume_without_leadership(v, early_as_leader));
+        let committed = recovered.committed;
         let (writer, queue) = mpsc::channel();
         let durability = Durability::new();
         let flushed = durability.clone();
@@ -205,7 +220,14 @@ impl LogStore {
             early_as_leader,
             durability,
             next_seq: 0,
+            own_proposals: Arc::default(),
         })
+    }
+
+    /// The proposals of this member whose entries the log has held, for
+    /// the proposer.
+    pub(crate) fn own_proposals(&self) -> Arc<OwnProposals> {
+        self.own_proposals.clone()
     }
 
     /// Which entries are on disk, for the state machine and the network.
@@ -229,6 +251,35 @@ impl LogStore {
                 std::io::Error::other("the log writer thread has stopped"),
             )
         })
+    }
+}
+
+/// The vote a restarted member starts from: the saved one, except that a
+/// member that answered its own appends early never resumes leading the
+/// term it led before the restart.
+///
+/// # Correctness
+/// A leader's appends are acknowledged to openraft before they are on disk,
+/// so a crash can take entries that the followers already hold. openraft
+/// 0.9 restores a member whose saved vote is committed and names itself as
+/// leader of that same term; restored so, it would append new entries under
+/// log ids (term, index) that its followers hold with other contents, and
+/// they, trusting log ids, would keep theirs (Raft's log matching property
+/// gone, acknowledged writes lost on the members that disagree). Saved as
+/// not committed, the vote still counts as this member's vote in that term
+/// (it grants no other candidate that term), but the member starts as a
+/// follower and can lead again only by winning an election in a later term,
+/// whose entries never reuse a log id of the old term.
+fn resume_without_leadership(vote: Vote, early_as_leader: Option<NodeId>) -> Vote {
+    match (early_as_leader, vote.leader_id().voted_for()) {
+        (Some(me), Some(leader)) if vote.is_committed() && leader == me => {
+            tracing::info!(
+                term = vote.leader_id().term,
+                "this member led before it stopped; it rejoins as a follower and leads again only in a new term"
+            );
+            Vote::new(vote.leader_id().term, me)
+        }
+        _ => vote,
     }
 }
 
@@ -260,12 +311,12 @@ fn write_loop(
         let first = match queue.recv_timeout(IDLE) {
             Ok(op) => op,
             Err(mpsc::RecvTimeoutError::Timeout) => {
-                // Not synced: it reaches the disk with the next batch, or
-                // with the kernel's writeback, and openraft tolerates it
-                // being behind after a crash.
+                // Synced like every write, so that no write ever starts
+                // before the one before it is on disk (what tells a torn
+                // write from a corrupt one on replay).
                 let committed = unsaved_committed.lock().expect("committed slot lock").take();
                 if let Some(c) = committed {
-                    if let Err(e) = wal.write(&[Record::Committed(c)], false) {
+                    if let Err(e) = wal.write(&[Record::Committed(c)]) {
                         tracing::error!(error = %e, "raft log write failed");
                         return;
                     }
@@ -358,7 +409,7 @@ fn write_batch(wal: &mut Wal, batch: &[WriteOp], committed: Option<LogId>) -> st
         }
     }
     records.extend(committed.map(Record::Committed));
-    wal.write(&records, true)
+    wal.write(&records)
 }
 
 impl RaftLogReader<TypeConfig> for LogReader {
@@ -442,6 +493,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         {
             let mut cache = self.cache.lock().expect("log cache lock");
             for entry in entries {
+                if let EntryPayload::Normal(WriteCommand::Tagged { tag, .. }) = &entry.payload {
+                    self.own_proposals.appended(*tag);
+                }
                 let bytes = bincode::serialize(&entry).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Write, e))?;
                 encoded.push((entry.log_id.index, bytes));
                 cache.entries.insert(entry.log_id.index, entry);
@@ -490,7 +544,23 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 mod tests {
     use std::time::Duration;
 
-    use super::Durability;
+    use super::{resume_without_leadership, Durability};
+    use crate::types::Vote;
+
+    #[test]
+    fn a_member_that_led_never_resumes_that_term_after_a_restart() {
+        let led = Vote::new_committed(7, 1);
+        assert_eq!(resume_without_leadership(led, Some(1)), Vote::new(7, 1));
+        assert!(!resume_without_leadership(led, Some(1)).is_committed());
+        // Another member's leadership, an uncommitted vote, or a log that
+        // never answers early: unchanged.
+        assert_eq!(
+            resume_without_leadership(Vote::new_committed(7, 2), Some(1)),
+            Vote::new_committed(7, 2)
+        );
+        assert_eq!(resume_without_leadership(Vote::new(7, 1), Some(1)), Vote::new(7, 1));
+        assert_eq!(resume_without_leadership(led, None), led);
+    }
 
     /// Whether `wait_through(index)` returns within a short while, and with what.
     async fn settles(d: &Durability, index: u64) -> Option<Result<(), String>> {

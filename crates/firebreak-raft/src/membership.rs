@@ -138,7 +138,7 @@ impl Node {
     }
 
     pub(crate) async fn leader_change_members(&self, change: MembershipChange) -> Result<NodeId, MembershipError> {
-        if self.leading_term().is_none() {
+        if self.serving_term().is_none() {
             return Err(MembershipError::Unavailable("not the leader".into()));
         }
         let config = self.raft.metrics().borrow().membership_config.clone();

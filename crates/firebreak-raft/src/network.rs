@@ -42,6 +42,7 @@ use openraft::raft::{
 };
 
 use crate::log_store::Durability;
+use crate::quorum_contact::QuorumContact;
 use crate::transport::{PeerClient, PeerError, PeerRequest, PeerResponse, Peers};
 use crate::types::{LogId, Member, NodeId, TypeConfig};
 
@@ -50,12 +51,15 @@ use crate::types::{LogId, Member, NodeId, TypeConfig};
 pub struct Network {
     pub(crate) peers: Arc<Peers>,
     pub(crate) log: Durability,
+    /// Where followers' acknowledgements of this leader are recorded.
+    pub(crate) contact: Arc<QuorumContact>,
 }
 
 pub struct PeerConnection {
     target: NodeId,
     client: Arc<PeerClient>,
     log: Durability,
+    contact: Arc<QuorumContact>,
     /// The last commit index sent on this connection (on disk here).
     sent_commit: Option<LogId>,
     /// The last log id the follower confirmed holding, in an answer on this
@@ -71,6 +75,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             target,
             client: self.peers.get(target, &node.peer_addr),
             log: self.log.clone(),
+            contact: self.contact.clone(),
             sent_commit: None,
             confirmed: None,
         }
@@ -99,6 +104,18 @@ impl PeerConnection {
     }
 }
 
+/// Whether `rpc` is a commit notice, safe to send without waiting (see the
+/// module documentation): it carries no entries, a commit index this
+/// connection has not sent yet, and a `prev_log_id` the follower already
+/// confirmed holding on this connection.
+fn is_commit_notice(
+    rpc: &AppendEntriesRequest<TypeConfig>,
+    previous_commit: Option<LogId>,
+    confirmed: Option<Option<LogId>>,
+) -> bool {
+    rpc.entries.is_empty() && rpc.leader_commit > previous_commit && confirmed == Some(rpc.prev_log_id)
+}
+
 impl RaftNetwork<TypeConfig> for PeerConnection {
     async fn append_entries(
         &mut self,
@@ -117,13 +134,15 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
                 Err(_) => rpc.leader_commit = self.sent_commit.min(rpc.leader_commit),
             }
         }
-        let commit_notice =
-            rpc.entries.is_empty() && rpc.leader_commit > previous_commit && self.confirmed == Some(rpc.prev_log_id);
-        if commit_notice {
+        if is_commit_notice(&rpc, previous_commit, self.confirmed) {
             let client = self.client.clone();
             let (target, ttl) = (self.target, option.hard_ttl());
             let req = PeerRequest::AppendEntries(rpc);
             tokio::spawn(async move {
+                // Failpoint `commit-notice-drop` (the `failpoints` feature
+                // only): the notice is lost, as on a broken connection.
+                #[cfg(feature = "failpoints")]
+                fail::fail_point!("commit-notice-drop", |_| ());
                 if let Err(e) = client.call(&req, ttl).await {
                     tracing::debug!(target, error = %e, "commit notice not delivered; the next AppendEntries carries it");
                 }
@@ -131,13 +150,23 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
             return Ok(AppendEntriesResponse::Success);
         }
         let holds = rpc.entries.last().map(|e| Some(e.log_id)).unwrap_or(rpc.prev_log_id);
+        let term = rpc.vote.leader_id().term;
         self.confirmed = None;
+        let sent = std::time::Instant::now();
         let answer = match self.call(PeerRequest::AppendEntries(rpc), option.hard_ttl()).await? {
             PeerResponse::AppendEntries(r) => r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))?,
             other => return Err(unexpected(other)),
         };
-        if answer == AppendEntriesResponse::Success {
-            self.confirmed = Some(holds);
+        match answer {
+            AppendEntriesResponse::Success => {
+                self.confirmed = Some(holds);
+                self.contact.acknowledged(self.target, term, sent);
+            }
+            // The follower accepted this leadership, whatever its log.
+            AppendEntriesResponse::PartialSuccess(_) | AppendEntriesResponse::Conflict => {
+                self.contact.acknowledged(self.target, term, sent)
+            }
+            AppendEntriesResponse::HigherVote(_) => {}
         }
         Ok(answer)
     }
@@ -163,5 +192,43 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
             PeerResponse::Vote(r) => r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e))),
             other => Err(unexpected(other)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::{CommittedLeaderId, EntryPayload, Vote};
+
+    use super::*;
+
+    fn log_id(index: u64) -> LogId {
+        LogId::new(CommittedLeaderId::new(2, 1), index)
+    }
+
+    fn request(prev: u64, entries: u64, commit: u64) -> AppendEntriesRequest<TypeConfig> {
+        AppendEntriesRequest {
+            vote: Vote::new_committed(2, 1),
+            prev_log_id: Some(log_id(prev)),
+            entries: (prev + 1..=prev + entries)
+                .map(|i| crate::types::Entry {
+                    log_id: log_id(i),
+                    payload: EntryPayload::Blank,
+                })
+                .collect(),
+            leader_commit: Some(log_id(commit)),
+        }
+    }
+
+    #[test]
+    fn only_a_new_commit_index_over_a_confirmed_log_goes_unawaited() {
+        let confirmed = Some(Some(log_id(10)));
+        assert!(is_commit_notice(&request(10, 0, 10), Some(log_id(9)), confirmed));
+        // Entries are always awaited: the leader counts them only once held.
+        assert!(!is_commit_notice(&request(10, 1, 10), Some(log_id(9)), confirmed));
+        // A log the follower has not confirmed on this connection.
+        assert!(!is_commit_notice(&request(11, 0, 11), Some(log_id(9)), confirmed));
+        assert!(!is_commit_notice(&request(10, 0, 10), Some(log_id(9)), None));
+        // Nothing new to tell: a heartbeat, awaited.
+        assert!(!is_commit_notice(&request(10, 0, 9), Some(log_id(9)), confirmed));
     }
 }

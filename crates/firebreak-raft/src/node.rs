@@ -5,9 +5,11 @@
 //! - A write is answered only after openraft applied it, which happens only
 //!   once it is committed: on a quorum of logs, each fsynced.
 //! - A write is retried (locally or at the leader) only when it certainly
-//!   was not appended: openraft refused it as a non-leader, or the leader's
-//!   connection could not even be made. Any other failure is reported as
-//!   unavailable, with an unknown outcome, exactly like etcd's timeouts.
+//!   was not appended: openraft refused it as a non-leader before
+//!   appending it ([`crate::proposer`] tells that from a refusal of an
+//!   entry this log held), or the leader's connection could not even be
+//!   made. Any other failure is reported as unavailable, with an unknown
+//!   outcome, exactly like etcd's timeouts.
 //! - A linearizable read first obtains a read index from the current leader
 //!   (which confirms its leadership with a quorum after the read arrived),
 //!   then waits until this replica has applied up to it. A node that cannot
@@ -33,7 +35,8 @@ use crate::error::{NodeError, Unavailable};
 use crate::lessor::Lessor;
 use crate::log_store::LogStore;
 use crate::network::Network;
-use crate::proposer::{Pending, Proposal};
+use crate::proposer::{OwnProposals, Pending, Proposal};
+use crate::quorum_contact::QuorumContact;
 use crate::state_machine::{SharedReplica, StateMachine};
 use crate::transport::{read_frame, write_frame, ForwardError, PeerError, PeerRequest, PeerResponse, Peers};
 use crate::types::{Member, NodeId, Raft};
@@ -96,6 +99,8 @@ pub struct Node {
     pub(crate) election_timeout: Duration,
     /// Lease deadlines, kept while this member leads.
     pub(crate) lessor: Lessor,
+    /// When followers last acknowledged this member as leader.
+    pub(crate) contact: Arc<QuorumContact>,
     /// The smallest TTL a lease is granted, in seconds (etcd: 1.5 election
     /// timeouts, rounded up).
     pub(crate) min_lease_ttl: i64,
@@ -110,6 +115,8 @@ pub struct Node {
     read_requests: tokio::sync::mpsc::UnboundedSender<ReadWaiter>,
     /// Writes waiting to be proposed; see [`crate::proposer`].
     proposals: tokio::sync::mpsc::UnboundedSender<Pending>,
+    /// Which of this member's proposals its log has held.
+    pub(crate) own_proposals: Arc<OwnProposals>,
 }
 
 /// Where a reader waits for the read index of its batch.
@@ -136,6 +143,7 @@ impl Node {
         }
         let log = LogStore::open(&config.data_dir.join("raft"), Some(config.id))?;
         let durability = log.durability();
+        let own_proposals = log.own_proposals();
         let sm = StateMachine::open(&config.data_dir.join("snapshot"))?.wait_for_log(durability.clone());
         let replica = sm.replica();
         let revisions = sm.revisions();
@@ -168,9 +176,11 @@ impl Node {
                 source,
             })?;
 
+        let contact = Arc::new(QuorumContact::default());
         let network = Network {
             peers: peers.clone(),
             log: durability,
+            contact: contact.clone(),
         };
         let raft = Raft::new(config.id, Arc::new(raft_config), network, log, sm)
             .await
@@ -218,6 +228,8 @@ impl Node {
             request_timeout: Duration::from_secs(5) + timing.election_timeout * 2,
             election_timeout: timing.election_timeout,
             lessor: Lessor::default(),
+            contact,
+            own_proposals,
             min_lease_ttl: (timing.election_timeout.as_millis() as u64 * 3).div_ceil(2000) as i64,
             quota_bytes: config.quota_backend_bytes,
             revisions,
@@ -564,20 +576,39 @@ fn txn_put_bytes(req: &TxnRequest) -> usize {
         .sum()
 }
 
-/// Serves read-index requests in batches: takes every reader waiting now,
-/// obtains one read index for all of them, answers, and repeats. A reader
-/// that arrives during a confirmation waits for the next one, so every
-/// reader's index comes from a confirmation that began after it arrived,
-/// which is what makes the read linearizable.
-async fn batch_read_indexes(node: std::sync::Weak<Node>, mut queue: tokio::sync::mpsc::UnboundedReceiver<ReadWaiter>) {
+/// Serves read-index requests in batches (see [`confirm_in_batches`]).
+async fn batch_read_indexes(node: std::sync::Weak<Node>, queue: tokio::sync::mpsc::UnboundedReceiver<ReadWaiter>) {
+    confirm_in_batches(queue, || {
+        let node = node.upgrade();
+        async move { Some(node?.read_index_once().await) }
+    })
+    .await
+}
+
+/// Takes every waiter in `queue` now, runs one `confirm` for all of them,
+/// answers each with its result, and repeats, until `confirm` gives `None`
+/// or the queue closes.
+///
+/// # Correctness
+/// A waiter that arrives while a confirmation runs waits for the next one:
+/// every waiter's answer comes from a confirmation that began after it
+/// arrived. For read indexes this is what makes a shared confirmation as
+/// good as one's own: a read index obtained before a reader arrived could
+/// miss a write acknowledged before it arrived (a stale read).
+async fn confirm_in_batches<T, F, Fut>(
+    mut queue: tokio::sync::mpsc::UnboundedReceiver<tokio::sync::oneshot::Sender<T>>,
+    mut confirm: F,
+) where
+    T: Clone,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
     while let Some(first) = queue.recv().await {
         let mut waiters = vec![first];
         while let Ok(more) = queue.try_recv() {
             waiters.push(more);
         }
-        let Some(node) = node.upgrade() else { return };
-        let result = node.read_index_once().await;
-        drop(node);
+        let Some(result) = confirm().await else { return };
         for w in waiters {
             let _ = w.send(result.clone());
         }
@@ -631,5 +662,56 @@ async fn serve_peer_connection(mut stream: TcpStream, node: std::sync::Weak<Node
         if write_frame(&mut stream, &resp).await.is_err() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use tokio::sync::{mpsc, oneshot, Semaphore};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_waiter_that_arrives_during_a_confirmation_gets_the_next_one() {
+        let (tx, rx) = mpsc::unbounded_channel();
+        // Confirmations number themselves and finish only when released.
+        let started = Arc::new(AtomicU64::new(0));
+        let release = Arc::new(Semaphore::new(0));
+        let task = tokio::spawn({
+            let (started, release) = (started.clone(), release.clone());
+            confirm_in_batches(rx, move || {
+                let (started, release) = (started.clone(), release.clone());
+                async move {
+                    let n = started.fetch_add(1, Ordering::SeqCst) + 1;
+                    release.acquire().await.ok()?.forget();
+                    Some(n)
+                }
+            })
+        });
+        let (a, a_answer) = oneshot::channel();
+        tx.send(a).unwrap();
+        while started.load(Ordering::SeqCst) < 1 {
+            tokio::task::yield_now().await;
+        }
+        // B arrives while confirmation 1 is under way.
+        let (b, mut b_answer) = oneshot::channel();
+        tx.send(b).unwrap();
+        release.add_permits(1);
+        assert_eq!(a_answer.await.unwrap(), 1);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(
+            b_answer.try_recv().is_err(),
+            "B must not get the confirmation that began before it"
+        );
+        release.add_permits(1);
+        assert_eq!(
+            b_answer.await.unwrap(),
+            2,
+            "B's answer comes from a confirmation that began after it"
+        );
+        drop(tx);
+        task.await.unwrap();
     }
 }

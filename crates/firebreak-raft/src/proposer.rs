@@ -25,11 +25,19 @@
 //!   (its own revision, its own answer): the result is exactly that of the
 //!   same writes proposed one after the other in that order, which is a
 //!   valid linearization since all of them were in flight at once.
-//! - A batch that openraft refused (not the leader) was not appended: every
-//!   caller learns so and may retry. A batch whose outcome is not known
-//!   (a timeout) leaves every caller's outcome unknown.
+//! - A write is retried only when it certainly was not appended. openraft
+//!   answers "forward to leader" both when it refuses a proposal (this
+//!   member does not lead: nothing was appended) and when the proposal was
+//!   appended here and then replaced in this log by a newer leader's
+//!   entries; in the second case another member may still hold the entry
+//!   and commit it later (with five or more voters, a leader can be elected
+//!   from a minority that holds it), so a retry could apply the write
+//!   twice. Each entry therefore carries a tag ([`WriteCommand::Tagged`]),
+//!   the log store notes every tag it appends ([`OwnProposals`]), and a
+//!   refusal of an entry this log held leaves every caller's outcome
+//!   unknown, as does a timeout.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -37,7 +45,7 @@ use firebreak_mvcc::{KvError, WriteCommand, WriteResponse};
 use openraft::error::{ClientWriteError, RaftError};
 use tokio::sync::{mpsc, oneshot, Notify};
 
-use crate::error::NodeError;
+use crate::error::{NodeError, Unavailable};
 use crate::node::Node;
 use crate::types::{Member, NodeId, Raft};
 
@@ -56,6 +64,7 @@ const MAX_BATCH: usize = 256;
 const MAX_BATCH_BYTES: usize = firebreak_mvcc::MAX_REQUEST_BYTES;
 
 /// What proposing a write came to.
+#[derive(Clone)]
 pub(crate) enum Proposal {
     Done(Result<WriteResponse, KvError>),
     /// Not appended here; the leader if one is known.
@@ -66,6 +75,36 @@ pub(crate) enum Proposal {
 pub(crate) struct Pending {
     pub(crate) cmd: WriteCommand,
     pub(crate) done: oneshot::Sender<Result<Proposal, NodeError>>,
+}
+
+/// This member's proposals in flight, by tag, and whether its log has held
+/// each (see the module documentation).
+#[derive(Default)]
+pub struct OwnProposals {
+    appended: Mutex<HashMap<u64, bool>>,
+}
+
+impl OwnProposals {
+    fn register(&self, tag: u64) {
+        self.appended.lock().expect("proposals lock").insert(tag, false);
+    }
+
+    /// The log appended an entry with `tag` (a tag of another member's, or
+    /// of no proposal in flight, is ignored).
+    pub(crate) fn appended(&self, tag: u64) {
+        if let Some(held) = self.appended.lock().expect("proposals lock").get_mut(&tag) {
+            *held = true;
+        }
+    }
+
+    /// Forgets `tag`; whether the log ever held its entry.
+    fn finish(&self, tag: u64) -> bool {
+        self.appended
+            .lock()
+            .expect("proposals lock")
+            .remove(&tag)
+            .unwrap_or(false)
+    }
 }
 
 /// Entries in flight, and how long they take to be answered.
@@ -176,6 +215,7 @@ pub(crate) async fn run_proposer(node: Weak<Node>, mut queue: mpsc::UnboundedRec
         }
         let Some(node) = node.upgrade() else { return };
         let raft = node.raft.clone();
+        let own = node.own_proposals.clone();
         drop(node);
         let flight = flight.clone();
         tokio::spawn(async move {
@@ -185,12 +225,12 @@ pub(crate) async fn run_proposer(node: Weak<Node>, mut queue: mpsc::UnboundedRec
                 flight,
                 started: Instant::now(),
             };
-            propose_batch(raft, batch).await;
+            propose_batch(raft, &own, batch).await;
         });
     }
 }
 
-async fn propose_batch(raft: Raft, batch: Vec<Pending>) {
+async fn propose_batch(raft: Raft, own: &OwnProposals, batch: Vec<Pending>) {
     let (cmds, waiters): (Vec<WriteCommand>, Vec<_>) = batch.into_iter().map(|p| (p.cmd, p.done)).unzip();
     let single = cmds.len() == 1;
     let entry = if single {
@@ -198,7 +238,16 @@ async fn propose_batch(raft: Raft, batch: Vec<Pending>) {
     } else {
         WriteCommand::Batch(cmds)
     };
-    let answers: Vec<Result<Proposal, NodeError>> = match raft.client_write(entry).await {
+    let tag = rand::random::<u64>();
+    own.register(tag);
+    let written = raft
+        .client_write(WriteCommand::Tagged {
+            tag,
+            cmd: Box::new(entry),
+        })
+        .await;
+    let held = own.finish(tag);
+    let answers: Vec<Result<Proposal, NodeError>> = match written {
         Ok(resp) => {
             let result = resp.data.0.expect("a command entry is applied with a result");
             match result {
@@ -209,11 +258,8 @@ async fn propose_batch(raft: Raft, batch: Vec<Pending>) {
             }
         }
         Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-            let leader = f.leader_id.zip(f.leader_node);
-            waiters
-                .iter()
-                .map(|_| Ok(Proposal::NotLeader(leader.clone())))
-                .collect()
+            let answer = refused(held, f.leader_id.zip(f.leader_node));
+            waiters.iter().map(|_| answer.clone()).collect()
         }
         Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => waiters
             .iter()
@@ -227,9 +273,35 @@ async fn propose_batch(raft: Raft, batch: Vec<Pending>) {
     }
 }
 
+/// What a proposal refused with "forward to leader" comes to: safe to send
+/// to `leader` if this log never held it; otherwise its outcome is unknown.
+fn refused(held: bool, leader: Option<(NodeId, Member)>) -> Result<Proposal, NodeError> {
+    if held {
+        tracing::info!("a proposal appended here was replaced by a newer leader's entries; its outcome is unknown");
+        Err(Unavailable::LeaderChanged.into())
+    } else {
+        Ok(Proposal::NotLeader(leader))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refusal_is_retried_only_if_this_log_never_held_the_entry() {
+        let own = OwnProposals::default();
+        own.register(7);
+        own.register(8);
+        own.appended(8);
+        own.appended(99); // another member's tag
+        assert!(matches!(refused(own.finish(7), None), Ok(Proposal::NotLeader(None))));
+        assert!(matches!(
+            refused(own.finish(8), None),
+            Err(NodeError::Unavailable(Unavailable::LeaderChanged))
+        ));
+        assert!(own.appended.lock().unwrap().is_empty(), "finished tags are forgotten");
+    }
 
     #[test]
     fn more_entries_fly_when_each_takes_longer() {

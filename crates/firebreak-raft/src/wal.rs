@@ -1,46 +1,116 @@
 //! The Raft log's files: append-only segments of checksummed records, as
 //! etcd's WAL keeps them.
 //!
-//! A segment is a sequence of records, each `[len: u32][crc32: u32][body]`
-//! (little-endian; the checksum covers the body), whose body is one byte of
-//! kind and then its payload: an entry (as the log store encoded it), a
-//! truncation, a purge, a vote or the committed log id. Replaying every
-//! segment in order rebuilds the log. A batch of records is one `write` and
-//! at most one `fdatasync`.
+//! A record is `[len: u32][crc32: u32][body]` (little-endian; the checksum
+//! covers the body), whose body is one byte of kind and then its payload:
+//! an entry (as the log store encoded it), a truncation, a purge, a vote,
+//! the committed log id, or a write header. A segment is a sequence of
+//! writes: each `Wal::write` puts one write at the end of the open segment
+//! and `fdatasync`s it before it returns, so a write starts only once every
+//! write before it is on disk. A write is
+//! - its header, a record whose body is `[8][len: u32][prev: u32]`: `len`
+//!   is the length of the rest of the write (its records and its
+//!   trailer), `prev` the chain value of the write before it in the
+//!   segment;
+//! - then its records, `len - 5` bytes;
+//! - then its trailer, `[prev: u32][0x5a]`: `prev` again and a fixed
+//!   marker byte, so that the write's last byte is never zero (see the
+//!   torn rule below). (It is not a CRC-32 of the write: the CRC-32 of
+//!   bytes followed by their own CRC-32 is a constant, which would make
+//!   every write's chain value the same.)
+//!
+//! The chain value of a write is the CRC-32 of all its bytes (header and
+//! trailer included), continued from the chain value of the write before
+//! (`crc32fast::Hasher::new_with_initial`); the first write of a segment
+//! continues from a seed derived from the segment's number. Replaying
+//! every segment in order rebuilds the log.
+//!
+//! Released versions wrote writes with a header of kind 6, `[6][len: u32]`,
+//! `len` being the length of the records alone, without `prev` and without
+//! a trailer. They still replay: a kind 6 write's place in the chain is not
+//! checked, but its chain value is computed, so that a kind 8 write after
+//! it verifies. A kind 6 write after a kind 8 one is corruption, as this
+//! version never writes one. New writes are always of kind 8.
 //!
 //! Segments after the first are preallocated: written full of zeros (and
 //! synced) by a background thread while the one before fills up, so that a
-//! batch overwrites blocks the file already has and its `fdatasync` need
+//! write overwrites blocks the file already has and its `fdatasync` need
 //! not also write the file's new size (on this project's VM, 90 against
-//! 150 µs and 40 against 60 µs of CPU per `fdatasync`). Replay reads a
-//! zero record header followed by nothing but zeros as the end of a
-//! segment.
+//! 150 µs and 40 against 60 µs of CPU per `fdatasync`). Replay reads
+//! nothing but zeros from a write's start on as the end of a segment.
 //!
 //! # Correctness
-//! - Every write (one batch) starts with a record holding its length, and
-//!   a record counts only if its length and checksum hold. A crash may
-//!   leave the last write of the last segment torn; replay drops that
-//!   whole write (never part of it) and the file is cut back to the writes
-//!   before it before anything new is appended (so no stale bytes of the
-//!   lost write can ever follow new records and be read as records). A bad
-//!   write followed by a good one is corruption, not a torn tail (the next
-//!   write starts only after the one before was synced), and the log
-//!   refuses to open rather than drop acknowledged entries.
+//! - A write counts only if every record in it has its length and
+//!   checksum, its records (and its trailer, if it has one) fill exactly
+//!   the length its header gives, its `prev` is the chain value of the
+//!   write before it in its segment (or the segment's seed), and its
+//!   trailer, if it has one, is `prev` and the marker. So a write copied
+//!   from elsewhere in the log, or from another segment, or left by
+//!   another life of the file, never counts; and replay never looks for a
+//!   write anywhere but right after the one before, so a client value that
+//!   holds the bytes of a write is never taken for one.
+//! - A write that does not count is *torn*, the remains of a write that a
+//!   crash interrupted, only if both:
+//!   - it is the last thing in its segment: only zeros or the end of the
+//!     file follow where its header says it ends (or the file ends inside
+//!     its header, before that can be read); and
+//!   - it is incomplete: it ends past the end of the file, or a 512-byte
+//!     sector (aligned in the file) that it overlaps holds only zeros in
+//!     the part that is this write's. Its header is checked first: if the
+//!     header's own checksum fails, nothing it says is trusted and the
+//!     write is torn only if the header itself is incomplete, that is if
+//!     a sector the header overlaps holds only zeros from the write's
+//!     start (or the sector's) to the sector's end (or the end of the
+//!     file), not just in the header's part of it.
+//!
+//!   A sector reaches the disk whole or not at all, and what the write
+//!   overwrote was zeros (preallocated) or nothing (the end of the file),
+//!   as etcd's WAL assumes; so a sector the write overlaps that never
+//!   reached the disk holds only zeros in the write's part. The converse
+//!   is what the trailer is for. The first sector a write overlaps holds
+//!   its first byte, the low byte of its header's length (9), and the
+//!   last one its last byte, the trailer's marker: neither is ever zero,
+//!   however the records end (a write often ends with a log id whose
+//!   high bytes are zeros). Every other sector it overlaps lies wholly
+//!   inside it. So in a write with a trailer, a sector whose part in the
+//!   write is only zeros is either one that never reached the disk or 512
+//!   bytes of records that are all zeros (a run of zeros in a value).
+//!
+//!   A torn write was never synced, so never acknowledged: replay drops it
+//!   whole (never part of it) and cuts the file back to the writes before
+//!   it (`set_len`, `sync_all`) before anything new is appended, so no
+//!   stale byte of it can follow new writes. Only the last segment may end
+//!   in a torn write. Any other write that does not count (a checksum
+//!   mismatch in a complete write, a header whose checksum fails though
+//!   all its bytes reached the disk, a broken chain, bytes other than zeros
+//!   after the last write) is corruption of a write that was synced and
+//!   perhaps acknowledged: the log refuses to open, naming the segment and
+//!   the byte, as etcd refuses to start on a CRC mismatch. (A write whose
+//!   header did not reach the disk while later sectors of it did cannot be
+//!   told from damage and is refused too.)
+//!
+//!   Known limits: a damaged last write that happens to hold an aligned
+//!   sector of nothing but zeros (512 zero bytes of a value) is taken for
+//!   torn and dropped, as etcd's `isTornEntry` would. A kind 6 write, which
+//!   has no trailer, is also taken for torn when it is the last of the last
+//!   segment, is damaged, and its part of its last sector is only zeros;
+//!   and so is one with no records whose damaged header crosses into a
+//!   sector where its part (the high bytes of `len`) is only zeros.
+//!   Neither can happen to a write with a trailer.
 //! - What replay read of the last segment is synced before the log is
 //!   used: after a process crash it may have been only in the page cache.
 //! - Preallocating never holds up a write: if the zeros are not ready when
 //!   the open segment is full, the next segment starts empty and small
-//!   ([`FIRST_SEGMENT_BYTES`]), and the zeros are kept for a later one. Records after a torn one were never covered
-//!   by an `fdatasync` (it would have covered the torn one too), so nothing
-//!   acknowledged is dropped. A bad record anywhere else is corruption, and
-//!   the log refuses to open.
-//! - A new segment starts with the vote, the committed log id and the last
-//!   purged log id, and is on disk (file, contents and directory entry)
-//!   under its final name only once that start is (a segment being
-//!   prepared has a `.prep` name, which replay deletes), so before any
-//!   older segment is deleted; a segment is deleted only when
-//!   it is the oldest and all its entries are purged. So the segments left
-//!   always replay to the same state, whichever deletions a crash lost.
+//!   ([`FIRST_SEGMENT_BYTES`]), and the zeros are kept for a later one.
+//! - A new segment starts with one write of the vote, the committed log id
+//!   and the last purged log id, chained to the new segment's seed, and is
+//!   on disk (file, contents and directory entry) under its final name
+//!   only once that start is (a segment being prepared has a `.prep` name,
+//!   which replay deletes), so before any older segment is deleted; a
+//!   segment is deleted only when it is the oldest and all its entries are
+//!   purged. Each segment's chain starts from its own seed, so the segments
+//!   left always replay to the same state, whichever deletions a crash
+//!   lost.
 
 use std::fs::{File, OpenOptions};
 use std::io::Read;
@@ -66,8 +136,27 @@ const TRUNCATE: u8 = 2;
 const PURGE: u8 = 3;
 const VOTE: u8 = 4;
 const COMMITTED: u8 = 5;
-/// Starts every write: the length of the records that follow in it.
+/// Started every write of released versions: `[6][len: u32]`, the length
+/// of the records that follow in it, unchained. Still read, never written.
 const BATCH: u8 = 6;
+/// Starts every write: `[8][len: u32][prev: u32]`, the length of the rest
+/// of the write (its records and its trailer, [`TRAILER_BYTES`], which
+/// ends it after its records) and the chain value of the write before.
+const SEALED: u8 = 8;
+/// The body of a write header of kind [`BATCH`], and of kind [`SEALED`].
+const BATCH_BODY: usize = 5;
+const SEALED_BODY: usize = 9;
+/// A write of kind [`SEALED`] ends with `[prev: u32][TRAILER_MARK]`, `prev`
+/// as in its header: the marker is never zero, so the last byte of the
+/// write never is either (module documentation). (Not a CRC-32 of the
+/// write: a CRC-32 followed by the CRC-32 of the bytes before it is a
+/// constant, so every write's chain value would be the same.)
+const TRAILER_BYTES: usize = 5;
+/// Any byte but zero would do; not `0xff` either, which erased flash reads
+/// as.
+const TRAILER_MARK: u8 = 0x5a;
+/// A sector: written whole or not at all (see the module documentation).
+const SECTOR: usize = 512;
 
 /// One change to the log, as written.
 pub(crate) enum Record<'a> {
@@ -108,8 +197,11 @@ pub(crate) struct Wal {
     /// Oldest first; the last one is open for appending.
     segments: Vec<Segment>,
     file: File,
-    /// Where the next record goes in the open segment.
+    /// Where the next write goes in the open segment.
     size: u64,
+    /// The chain value of the open segment's last write (its seed if it
+    /// has none): the `prev` of the next write.
+    chain: u32,
     /// The next preallocated segment, being written as [`PREPARED`]: a
     /// flag that cancels it, and the thread (which returns whether it
     /// finished).
@@ -231,9 +323,12 @@ fn replay(body: &[u8], state: &mut Recovered) -> Result<Option<u64>, String> {
     Ok(None)
 }
 
-/// Checks the record at `at`: its body and where the next one starts.
+/// Checks the record at `at`, which must end within `bytes` (its write):
+/// its body and where the next one starts.
 fn read_record(bytes: &[u8], at: usize) -> Result<(&[u8], usize), String> {
-    let header = bytes.get(at..at + HEADER_BYTES).ok_or("a torn record header")?;
+    let header = bytes
+        .get(at..at + HEADER_BYTES)
+        .ok_or("a record header that runs past the end of its write")?;
     let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as usize;
     let crc = u32::from_le_bytes(header[4..].try_into().expect("4 bytes"));
     if len == 0 || len > MAX_RECORD_BYTES {
@@ -241,42 +336,184 @@ fn read_record(bytes: &[u8], at: usize) -> Result<(&[u8], usize), String> {
     }
     let body = bytes
         .get(at + HEADER_BYTES..at + HEADER_BYTES + len)
-        .ok_or("a torn record")?;
+        .ok_or("a record that runs past the end of its write")?;
     if crc32fast::hash(body) != crc {
         return Err("a checksum mismatch".into());
     }
     Ok((body, at + HEADER_BYTES + len))
 }
-
-/// The records of the batch (one write) at `at`, and where it ends.
-fn read_batch(bytes: &[u8], at: usize) -> Result<(Vec<&[u8]>, usize), String> {
-    let (head, first) = read_record(bytes, at)?;
-    let [BATCH, l0, l1, l2, l3] = *head else {
-        return Err("a write that does not start with its length".into());
-    };
-    let end = first + u32::from_le_bytes([l0, l1, l2, l3]) as usize;
-    if end > bytes.len() {
-        return Err("a torn write".into());
-    }
-    let mut records = Vec::new();
-    let mut next = first;
-    while next < end {
-        let (body, after) = read_record(bytes, next)?;
-        records.push(body);
-        next = after;
-    }
-    if next != end {
-        return Err("records that overrun their write".into());
-    }
-    Ok((records, end))
+/// Where the chain of writes of segment `number` starts: a write copied
+/// from another segment never continues it.
+fn chain_seed(number: u64) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(b"firebreak raft log segment ");
+    hasher.update(&number.to_le_bytes());
+    hasher.finalize()
 }
 
-/// Whether a whole, valid write starts anywhere from `from` on.
-fn later_write_exists(bytes: &[u8], from: usize) -> bool {
-    (from..bytes.len()).any(|at| {
-        bytes.get(at..at + 4) == Some(&5u32.to_le_bytes()[..])
-            && read_record(bytes, at).is_ok_and(|(body, _)| body[0] == BATCH)
-    })
+/// The chain value of the write `write`, which follows a write of chain
+/// value `prev`.
+fn chain_after(prev: u32, write: &[u8]) -> u32 {
+    let mut hasher = crc32fast::Hasher::new_with_initial(prev);
+    hasher.update(write);
+    hasher.finalize()
+}
+
+/// Whether a 512-byte sector (aligned in the file) that overlaps
+/// `bytes[from..to]` holds only zeros in the part that is in that range:
+/// the range was being written and that sector never reached the disk.
+/// Past the end of `bytes`, nothing is looked at.
+fn has_unwritten_sector(bytes: &[u8], from: usize, to: usize) -> bool {
+    let to = to.min(bytes.len());
+    let mut start = from;
+    while start < to {
+        let stop = ((start / SECTOR + 1) * SECTOR).min(to);
+        if bytes[start..stop].iter().all(|&b| b == 0) {
+            return true;
+        }
+        start = stop;
+    }
+    false
+}
+
+/// Whether only zeros, or nothing, follow `end`.
+fn nothing_after(bytes: &[u8], end: usize) -> bool {
+    bytes.iter().skip(end).all(|&b| b == 0)
+}
+
+/// A write that does not count, and why.
+#[derive(Debug)]
+enum Bad {
+    /// The remains of a write a crash interrupted: never synced.
+    Torn(String),
+    /// Damage to a write that was synced.
+    Corrupt(String),
+}
+
+/// A whole, valid write.
+struct Write<'a> {
+    /// The bodies of its records.
+    records: Vec<&'a [u8]>,
+    /// Where it ends (the next write starts).
+    end: usize,
+    /// Its header's kind: [`BATCH`] or [`SEALED`].
+    kind: u8,
+}
+
+/// What a write header says.
+struct WriteHeader {
+    kind: u8,
+    /// The length of the rest of the write: its records, and its trailer
+    /// if it is [`SEALED`].
+    len: usize,
+    /// The chain value of the write before, unless the write is a
+    /// [`BATCH`].
+    prev: Option<u32>,
+}
+
+fn parse_write_header(body: &[u8]) -> Result<WriteHeader, String> {
+    match *body {
+        [BATCH, l0, l1, l2, l3] => Ok(WriteHeader {
+            kind: BATCH,
+            len: u32::from_le_bytes([l0, l1, l2, l3]) as usize,
+            prev: None,
+        }),
+        [SEALED, l0, l1, l2, l3, p0, p1, p2, p3] => Ok(WriteHeader {
+            kind: SEALED,
+            len: u32::from_le_bytes([l0, l1, l2, l3]) as usize,
+            prev: Some(u32::from_le_bytes([p0, p1, p2, p3])),
+        }),
+        _ => Err("a write that does not start with a write header".into()),
+    }
+}
+
+/// The trailer of a [`SEALED`] write that follows a write of chain value
+/// `prev`.
+fn trailer(prev: u32) -> [u8; TRAILER_BYTES] {
+    let [p0, p1, p2, p3] = prev.to_le_bytes();
+    [p0, p1, p2, p3, TRAILER_MARK]
+}
+
+/// Reads the write at `at`, which must follow a write of chain value
+/// `chain` and of header kind `after` (0 if it is the first of its
+/// segment), and tells a torn one from a corrupt one (module
+/// documentation, `# Correctness`).
+fn read_write(bytes: &[u8], at: usize, chain: u32, after: u8) -> Result<Write<'_>, Bad> {
+    // The header, a record of its own, first: nothing it says is trusted
+    // before its checksum holds. Its length field tells a kind 6 header
+    // from a kind 8 one; any other value is damage, and it is taken for a
+    // kind 8 one.
+    let header_body = match bytes.get(at..at + 4) {
+        Some(len) if len == (BATCH_BODY as u32).to_le_bytes() => BATCH_BODY,
+        _ => SEALED_BODY,
+    };
+    let header_end = at + HEADER_BYTES + header_body;
+    if header_end > bytes.len() {
+        return Err(Bad::Torn("a write header cut short by the end of the file".into()));
+    }
+    let header = read_record(&bytes[..header_end], at).and_then(|(body, _)| parse_write_header(body));
+    let WriteHeader { kind, len, prev } = match header {
+        Ok(header) => header,
+        Err(why) => {
+            // Where the damaged header says the write ends, if only to see
+            // whether anything follows it.
+            let claimed = u32::from_le_bytes(bytes[at + 9..at + 13].try_into().expect("4 bytes")) as usize;
+            // Each sector the header overlaps is looked at whole from the
+            // write's start on, not just in the header's part: an
+            // unwritten one is zeros throughout, while one that was
+            // written holds a nonzero byte of the write (the header's
+            // first; or, in its last sector, a record's kind, 8 bytes
+            // after the header, or the trailer's marker, 4 bytes after),
+            // where the header's own part of it may be only the zero high
+            // bytes of `len` or `prev`.
+            let sectors_end = header_end.div_ceil(SECTOR) * SECTOR;
+            return Err(
+                if has_unwritten_sector(bytes, at, sectors_end) && nothing_after(bytes, header_end + claimed) {
+                    Bad::Torn(format!("{why} in a write header that did not all reach the disk"))
+                } else {
+                    Bad::Corrupt(format!("{why} in a write header"))
+                },
+            );
+        }
+    };
+    let end = header_end + len;
+    if end > bytes.len() {
+        return Err(Bad::Torn("a write cut short by the end of the file".into()));
+    }
+    let check = || -> Result<Vec<&[u8]>, String> {
+        let records_end = match kind {
+            SEALED => end
+                .checked_sub(TRAILER_BYTES)
+                .filter(|&e| e >= header_end)
+                .ok_or("a write too short for its trailer")?,
+            _ => end,
+        };
+        let mut records = Vec::new();
+        let mut next = header_end;
+        while next < records_end {
+            let (body, after) = read_record(&bytes[..records_end], next)?;
+            records.push(body);
+            next = after;
+        }
+        match prev {
+            Some(prev) if prev != chain => {
+                return Err("a write that does not follow the write before it (its chain value does not match)".into())
+            }
+            None if after > BATCH => return Err("an unchained write after a chained one".into()),
+            _ => {}
+        }
+        if kind == SEALED && bytes[records_end..end] != trailer(chain) {
+            return Err("a write whose trailer does not match it".into());
+        }
+        Ok(records)
+    };
+    match check() {
+        Ok(records) => Ok(Write { records, end, kind }),
+        Err(why) if has_unwritten_sector(bytes, at, end) && nothing_after(bytes, end) => {
+            Err(Bad::Torn(format!("{why} in a write that did not all reach the disk")))
+        }
+        Err(why) => Err(Bad::Corrupt(why)),
+    }
 }
 
 /// What replaying one segment found.
@@ -287,75 +524,85 @@ struct Replayed {
     torn: Option<String>,
     /// The highest entry index in it.
     last_index: Option<u64>,
+    /// The chain value of its last whole write (its seed if it has none).
+    chain: u32,
 }
 
-/// Reads one segment's writes into `state`. A bad write followed by a good
-/// one is corruption (the writer writes the next only after syncing the
-/// one before) and an error; a bad last write is a torn tail, reported in
-/// `torn`. A write's records are applied only once all of them are good.
-fn replay_segment(path: &Path, state: &mut Recovered) -> std::io::Result<Replayed> {
+/// Reads the writes of segment `number` into `state`. A write that does not
+/// count is an error unless it is torn (module documentation), which is
+/// reported in `torn`. A write's records are applied only once all of them
+/// and its place in the chain are checked.
+fn replay_segment(path: &Path, number: u64, state: &mut Recovered) -> std::io::Result<Replayed> {
     let mut bytes = Vec::new();
     File::open(path)?.read_to_end(&mut bytes)?;
+    let corrupt = |why: &str, at: usize| {
+        invalid(format!(
+            "the Raft log is corrupt: {why} in the write at byte {at} of {}",
+            path.display()
+        ))
+    };
     let mut at = 0usize;
+    let mut chain = chain_seed(number);
+    // The kind of the last write's header: a kind 6 write never follows a
+    // kind 8 one.
+    let mut kind = 0;
     let mut last_index = None;
     while at < bytes.len() {
         if bytes[at..].iter().all(|&b| b == 0) {
             // The preallocated rest of the segment.
             break;
         }
-        match read_batch(&bytes, at) {
-            Ok((records, end)) => {
-                for body in records {
+        match read_write(&bytes, at, chain, kind) {
+            Ok(write) => {
+                for body in write.records {
                     match replay(body, state) {
                         Ok(Some(index)) => last_index = Some(index),
                         Ok(None) => {}
-                        Err(why) => {
-                            return Err(invalid(format!(
-                                "the Raft log is corrupt: {why} in the write at byte {at} of {}",
-                                path.display()
-                            )))
-                        }
+                        Err(why) => return Err(corrupt(&why, at)),
                     }
                 }
-                at = end;
+                chain = chain_after(chain, &bytes[at..write.end]);
+                kind = write.kind;
+                at = write.end;
             }
-            Err(why) if later_write_exists(&bytes, at + 1) => {
-                return Err(invalid(format!(
-                    "the Raft log is corrupt: {why} in the write at byte {at} of {}, and later writes follow it",
-                    path.display()
-                )));
-            }
-            Err(why) => {
+            Err(Bad::Torn(why)) => {
                 return Ok(Replayed {
                     whole: at as u64,
                     torn: Some(why),
                     last_index,
+                    chain,
                 })
             }
+            Err(Bad::Corrupt(why)) => return Err(corrupt(&why, at)),
         }
     }
     Ok(Replayed {
         whole: at as u64,
         torn: None,
         last_index,
+        chain,
     })
 }
 
-/// One write's bytes: its length, then `records`.
-fn encode_write(records: &[Record<'_>]) -> Vec<u8> {
+/// One write's bytes: its header (the length of `records` and the
+/// trailer, and `prev`, the chain value of the write before), then
+/// `records`, then the trailer.
+fn encode_write(records: &[Record<'_>], prev: u32) -> Vec<u8> {
     let mut body = Vec::with_capacity(256);
     for record in records {
         encode(record, &mut body);
     }
-    let len = u32::try_from(body.len()).expect("a write is smaller than 4 GiB");
-    let mut out = Vec::with_capacity(body.len() + HEADER_BYTES + 5);
+    let len = u32::try_from(body.len() + TRAILER_BYTES).expect("a write is smaller than 4 GiB");
+    let mut out = Vec::with_capacity(HEADER_BYTES + SEALED_BODY + body.len() + TRAILER_BYTES);
     out.extend_from_slice(&[0; HEADER_BYTES]);
-    out.push(BATCH);
+    out.push(SEALED);
     out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&prev.to_le_bytes());
     let crc = crc32fast::hash(&out[HEADER_BYTES..]);
-    out[..4].copy_from_slice(&5u32.to_le_bytes());
+    out[..4].copy_from_slice(&(SEALED_BODY as u32).to_le_bytes());
     out[4..8].copy_from_slice(&crc.to_le_bytes());
     out.extend_from_slice(&body);
+    out.extend_from_slice(&trailer(prev));
     out
 }
 
@@ -398,14 +645,17 @@ impl Wal {
         let mut state = Recovered::default();
         let mut segments = Vec::new();
         let mut last_whole = 0;
+        let mut last_chain = 0;
         for (i, &number) in numbers.iter().enumerate() {
             let path = dir.join(segment_name(number));
             let Replayed {
                 whole,
                 torn,
                 last_index,
-            } = replay_segment(&path, &mut state)?;
+                chain,
+            } = replay_segment(&path, number, &mut state)?;
             last_whole = whole;
+            last_chain = chain;
             if let Some(why) = torn {
                 if i + 1 < numbers.len() {
                     return Err(invalid(format!(
@@ -430,7 +680,7 @@ impl Wal {
                 last_index,
             });
         }
-        let (file, size) = match segments.last() {
+        let (file, size, chain) = match segments.last() {
             Some(last) => {
                 let file = OpenOptions::new().write(true).open(&last.path)?;
                 // What replay read may have been only in the page cache
@@ -439,7 +689,7 @@ impl Wal {
                 // counts it towards a quorum again.
                 file.sync_all()?;
                 sync_dir(dir)?;
-                (file, last_whole)
+                (file, last_whole, last_chain)
             }
             None => {
                 let path = dir.join(segment_name(1));
@@ -451,7 +701,7 @@ impl Wal {
                     limit: segment_bytes.min(FIRST_SEGMENT_BYTES),
                     last_index: None,
                 });
-                (file, 0)
+                (file, 0, chain_seed(1))
             }
         };
         let wal = Wal {
@@ -459,6 +709,7 @@ impl Wal {
             segments,
             file,
             size,
+            chain,
             next: None,
             segment_bytes,
             vote: state.vote,
@@ -468,15 +719,16 @@ impl Wal {
         Ok((wal, state))
     }
 
-    /// Writes `records` at the end of the log in one write, then makes them
-    /// durable if `sync`. Segments fully purged are deleted afterwards.
-    pub(crate) fn write(&mut self, records: &[Record<'_>], sync: bool) -> std::io::Result<()> {
-        let mut rotated = false;
+    /// Writes `records` at the end of the log in one write, chained to the
+    /// write before, and makes them durable (`fdatasync`) before it
+    /// returns: no write starts before the one before it is on disk, which
+    /// is what tells a torn write from a corrupt one on replay. Segments
+    /// fully purged are deleted afterwards.
+    pub(crate) fn write(&mut self, records: &[Record<'_>]) -> std::io::Result<()> {
         if self.size >= self.open_segment_limit() {
             self.rotate()?;
-            rotated = true;
         }
-        let buf = encode_write(records);
+        let buf = encode_write(records, self.chain);
         let segment = self.segments.last_mut().expect("an open segment");
         for record in records {
             match record {
@@ -488,10 +740,9 @@ impl Wal {
             }
         }
         self.file.write_all_at(&buf, self.size)?;
+        self.file.sync_data()?;
         self.size += buf.len() as u64;
-        if sync || rotated {
-            self.file.sync_data()?;
-        }
+        self.chain = chain_after(self.chain, &buf);
         // The first segment waits until it is half full, so that a member
         // that writes little never preallocates anything.
         let first = self.segments.len() == 1 && self.segments[0].number == 1;
@@ -555,7 +806,9 @@ impl Wal {
         state.extend(self.vote.map(Record::Vote));
         state.extend(self.committed.map(Record::Committed));
         state.extend(self.purged.map(Record::Purge));
-        let buf = encode_write(&state);
+        // The segment's first write: its chain starts from its own seed.
+        let seed = chain_seed(number);
+        let buf = encode_write(&state, seed);
         file.write_all_at(&buf, 0)?;
         file.sync_data()?;
         let path = self.dir.join(segment_name(number));
@@ -573,6 +826,7 @@ impl Wal {
         });
         self.file = file;
         self.size = buf.len() as u64;
+        self.chain = chain_after(seed, &buf);
         Ok(())
     }
 
@@ -608,8 +862,10 @@ impl Drop for Wal {
 
 #[cfg(test)]
 mod tests {
-    use std::io::Write;
+    use std::io::Write as _;
 
+    use bytes::Bytes;
+    use firebreak_mvcc::{PutRequest, WriteCommand};
     use openraft::{CommittedLeaderId, EntryPayload};
 
     use super::*;
@@ -626,10 +882,23 @@ mod tests {
         bincode::serialize(&entry).unwrap()
     }
 
+    /// An entry that puts `value`, as a client would.
+    fn put(term: u64, index: u64, value: &[u8]) -> Vec<u8> {
+        let entry = Entry {
+            log_id: log_id(term, index),
+            payload: EntryPayload::Normal(WriteCommand::Put(PutRequest {
+                key: Bytes::from_static(b"key"),
+                value: Bytes::copy_from_slice(value),
+                ..Default::default()
+            })),
+        };
+        bincode::serialize(&entry).unwrap()
+    }
+
     fn append(wal: &mut Wal, term: u64, indexes: std::ops::RangeInclusive<u64>) {
         let bytes: Vec<(u64, Vec<u8>)> = indexes.map(|i| (i, entry(term, i))).collect();
         let records: Vec<Record<'_>> = bytes.iter().map(|(i, b)| Record::Entry(*i, b)).collect();
-        wal.write(&records, true).unwrap();
+        wal.write(&records).unwrap();
     }
 
     /// The log's entries as `(index, term)`.
@@ -641,11 +910,85 @@ mod tests {
             .collect()
     }
 
+    /// The values the log's entries put, by index.
+    fn values(state: &Recovered) -> Vec<(u64, Vec<u8>)> {
+        state
+            .entries
+            .values()
+            .filter_map(|e| match &e.payload {
+                EntryPayload::Normal(WriteCommand::Put(p)) => Some((e.log_id.index, p.value.to_vec())),
+                _ => None,
+            })
+            .collect()
+    }
+
     fn segment_files(dir: &Path) -> usize {
         std::fs::read_dir(dir)
             .unwrap()
             .filter(|f| f.as_ref().unwrap().file_name().to_string_lossy().ends_with(".wal"))
             .count()
+    }
+
+    /// Where each write of a segment ends, read from the headers alone.
+    fn write_ends(bytes: &[u8]) -> Vec<usize> {
+        let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        let mut ends = Vec::new();
+        let mut at = 0;
+        while at < bytes.len() && bytes[at..].iter().any(|&b| b != 0) {
+            at += HEADER_BYTES + u32_at(at) + u32_at(at + 9);
+            ends.push(at);
+        }
+        ends
+    }
+
+    /// A write as released versions wrote it: header kind 6.
+    fn old_write(records: &[Record<'_>]) -> Vec<u8> {
+        let mut body = Vec::new();
+        for record in records {
+            encode(record, &mut body);
+        }
+        let mut header = vec![BATCH];
+        header.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        let mut out = Vec::new();
+        out.extend_from_slice(&5u32.to_le_bytes());
+        out.extend_from_slice(&crc32fast::hash(&header).to_le_bytes());
+        out.extend_from_slice(&header);
+        out.extend_from_slice(&body);
+        out
+    }
+
+    /// Segment 1 holding entries 1 to 3 and then one last write, of a put
+    /// at index 4 and then the committed log id (whose last bytes, the
+    /// index's high ones, are zeros), whose records end `offset` bytes
+    /// into a sector; and where that last write starts and ends.
+    fn last_write_with_records_ending_at(offset: usize) -> (Vec<u8>, usize, usize) {
+        let build = |value_len: usize| {
+            let dir = tempfile::tempdir().unwrap();
+            {
+                let (mut wal, _) = Wal::open(dir.path()).unwrap();
+                append(&mut wal, 1, 1..=3);
+                let long = put(1, 4, &vec![0xa5; value_len]);
+                wal.write(&[Record::Entry(4, &long), Record::Committed(log_id(1, 4))])
+                    .unwrap();
+            }
+            let bytes = std::fs::read(dir.path().join(segment_name(1))).unwrap();
+            let ends = write_ends(&bytes);
+            assert_eq!(ends.len(), 2);
+            (bytes, ends[0], ends[1])
+        };
+        let (_, _, end) = build(1000);
+        let shift = (SECTOR + offset - (end - TRAILER_BYTES) % SECTOR) % SECTOR;
+        let (bytes, start, end) = build(1000 + shift);
+        assert_eq!((end - TRAILER_BYTES) % SECTOR, offset);
+        assert!(end - start > 2 * SECTOR);
+        (bytes, start, end)
+    }
+
+    fn open_err(dir: &Path) -> String {
+        match Wal::open(dir) {
+            Ok(_) => panic!("the log opened"),
+            Err(e) => e.to_string(),
+        }
     }
 
     #[test]
@@ -655,10 +998,10 @@ mod tests {
             let (mut wal, state) = Wal::open(dir.path()).unwrap();
             assert!(state.entries.is_empty() && state.vote.is_none());
             append(&mut wal, 1, 1..=10);
-            wal.write(&[Record::Vote(Vote::new_committed(2, 3))], true).unwrap();
-            wal.write(&[Record::Truncate(8)], true).unwrap();
+            wal.write(&[Record::Vote(Vote::new_committed(2, 3))]).unwrap();
+            wal.write(&[Record::Truncate(8)]).unwrap();
             append(&mut wal, 2, 8..=9);
-            wal.write(&[Record::Committed(log_id(2, 9)), Record::Purge(log_id(1, 3))], false)
+            wal.write(&[Record::Committed(log_id(2, 9)), Record::Purge(log_id(1, 3))])
                 .unwrap();
         }
         let (_, state) = Wal::open(dir.path()).unwrap();
@@ -670,54 +1013,100 @@ mod tests {
     }
 
     #[test]
-    fn a_torn_tail_is_cut_off_and_the_log_goes_on() {
+    fn the_committed_index_written_alone_is_synced_and_survives_reopen() {
         let dir = tempfile::tempdir().unwrap();
         {
             let (mut wal, _) = Wal::open(dir.path()).unwrap();
-            append(&mut wal, 1, 1..=3);
-        }
-        let segment = dir.path().join(segment_name(1));
-        let whole = std::fs::metadata(&segment).unwrap().len();
-        // Half of a fourth record, as a crash during its write leaves it.
-        let mut torn = Vec::new();
-        encode(&Record::Entry(4, &entry(1, 4)), &mut torn);
-        torn.truncate(torn.len() / 2);
-        OpenOptions::new()
-            .append(true)
-            .open(&segment)
-            .unwrap()
-            .write_all(&torn)
-            .unwrap();
-        {
-            let (mut wal, state) = Wal::open(dir.path()).unwrap();
-            assert_eq!(terms(&state), vec![(1, 1), (2, 1), (3, 1)]);
-            assert_eq!(
-                std::fs::metadata(&segment).unwrap().len(),
-                whole,
-                "the torn record is cut off"
-            );
-            append(&mut wal, 1, 4..=5);
+            append(&mut wal, 1, 1..=2);
+            // What the writer does when idle; `write` has no unsynced mode.
+            wal.write(&[Record::Committed(log_id(1, 2))]).unwrap();
         }
         let (_, state) = Wal::open(dir.path()).unwrap();
-        assert_eq!(terms(&state).len(), 5, "records after the cut replay");
+        assert_eq!(state.committed, Some(log_id(1, 2)));
+        assert_eq!(terms(&state), vec![(1, 1), (2, 1)]);
     }
 
     #[test]
-    fn a_flipped_bit_in_a_record_is_detected() {
-        let dir = tempfile::tempdir().unwrap();
+    fn a_last_write_cut_short_by_the_end_of_the_file_is_cut_off_and_the_log_goes_on() {
+        let template = tempfile::tempdir().unwrap();
         {
-            let (mut wal, _) = Wal::open(dir.path()).unwrap();
+            let (mut wal, _) = Wal::open(template.path()).unwrap();
             append(&mut wal, 1, 1..=3);
+            append(&mut wal, 1, 4..=5);
         }
-        let segment = dir.path().join(segment_name(1));
-        let mut bytes = std::fs::read(&segment).unwrap();
-        let last = bytes.len() - 1;
-        bytes[last] ^= 0x40;
-        std::fs::write(&segment, bytes).unwrap();
-        // In the last write it is taken for a torn tail: the whole write
-        // goes, never part of it.
-        let (_, state) = Wal::open(dir.path()).unwrap();
-        assert!(terms(&state).is_empty());
+        let original = std::fs::read(template.path().join(segment_name(1))).unwrap();
+        let ends = write_ends(&original);
+        let whole = ends[0];
+        assert_eq!(ends[1], original.len());
+        let header = HEADER_BYTES + SEALED_BODY;
+        for cut in [
+            whole + 1,                          // inside the write header's length
+            whole + 11,                         // inside the write header's body
+            whole + header,                     // right after the write header
+            whole + header + 5,                 // inside a record header
+            whole + header + HEADER_BYTES + 10, // inside a record
+            original.len() - 1,                 // all but its last byte
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let segment = dir.path().join(segment_name(1));
+            std::fs::write(&segment, &original[..cut]).unwrap();
+            {
+                let (mut wal, state) = Wal::open(dir.path()).unwrap();
+                assert_eq!(terms(&state), vec![(1, 1), (2, 1), (3, 1)], "cut at {cut}");
+                assert_eq!(
+                    std::fs::metadata(&segment).unwrap().len(),
+                    whole as u64,
+                    "the torn write is cut off (cut at {cut})"
+                );
+                append(&mut wal, 2, 4..=5);
+            }
+            let (_, state) = Wal::open(dir.path()).unwrap();
+            assert_eq!(
+                terms(&state),
+                vec![(1, 1), (2, 1), (3, 1), (4, 2), (5, 2)],
+                "cut at {cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_flipped_bit_in_the_last_write_refuses_to_open() {
+        let template = tempfile::tempdir().unwrap();
+        {
+            let (mut wal, _) = Wal::open(template.path()).unwrap();
+            append(&mut wal, 1, 1..=3);
+            append(&mut wal, 1, 4..=4);
+        }
+        let original = std::fs::read(template.path().join(segment_name(1))).unwrap();
+        assert!(
+            original.len() < SECTOR,
+            "one sector, so that no part of it is unwritten"
+        );
+        let last = write_ends(&original)[0];
+        for at in [
+            last + 2,       // the write header's own length
+            last + 9,       // the write's length
+            last + 12,      // the write's length, now past the end of the file
+            last + 14,      // the chain value of the write before
+            last + 17 + 5,  // a record's checksum
+            last + 17 + 20, // a record's body
+            original.len() - 1,
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut bytes = original.clone();
+            bytes[at] ^= 0x40;
+            std::fs::write(dir.path().join(segment_name(1)), &bytes).unwrap();
+            let err = open_err(dir.path());
+            assert!(
+                err.contains("corrupt") && err.contains(&format!("at byte {last} of")),
+                "{at}: {err}"
+            );
+            assert_eq!(
+                std::fs::read(dir.path().join(segment_name(1))).unwrap(),
+                bytes,
+                "nothing is cut"
+            );
+        }
     }
 
     #[test]
@@ -730,13 +1119,342 @@ mod tests {
         }
         let segment = dir.path().join(segment_name(1));
         let mut bytes = std::fs::read(&segment).unwrap();
-        // Inside the first write's second record, well before the last write.
-        bytes[2 * HEADER_BYTES + 5 + 20] ^= 0x40;
+        // Inside the first write's first record, well before the last write.
+        bytes[HEADER_BYTES + SEALED_BODY + HEADER_BYTES + 20] ^= 0x40;
         std::fs::write(&segment, bytes).unwrap();
-        let err = Wal::open(dir.path())
-            .err()
-            .expect("an acknowledged write is never dropped silently");
-        assert!(err.to_string().contains("later writes follow it"), "{err}");
+        let err = open_err(dir.path());
+        assert!(err.contains("corrupt") && err.contains("at byte 0 of"), "{err}");
+    }
+
+    #[test]
+    fn a_last_write_whose_later_sectors_are_zeros_is_torn() {
+        let template = tempfile::tempdir().unwrap();
+        let value = vec![0xa5u8; 1500];
+        {
+            let (mut wal, _) = Wal::open(template.path()).unwrap();
+            append(&mut wal, 1, 1..=3);
+            let long = put(1, 4, &value);
+            wal.write(&[Record::Entry(4, &long)]).unwrap();
+        }
+        let mut original = std::fs::read(template.path().join(segment_name(1))).unwrap();
+        let ends = write_ends(&original);
+        let (start, end) = (ends[0], ends[1]);
+        assert!(end - start > 1024);
+        // Preallocated: zeros after it.
+        original.resize(8192, 0);
+        let second_sector = (start / SECTOR + 1) * SECTOR;
+        let damages: [(&str, std::ops::Range<usize>, bool); 3] = [
+            ("every sector after its first one unwritten", second_sector..end, true),
+            (
+                "one sector in its middle unwritten",
+                second_sector..second_sector + SECTOR,
+                true,
+            ),
+            (
+                "a flipped bit in its middle",
+                second_sector + 1..second_sector + 2,
+                false,
+            ),
+        ];
+        for (what, range, torn) in damages {
+            let dir = tempfile::tempdir().unwrap();
+            let segment = dir.path().join(segment_name(1));
+            let mut bytes = original.clone();
+            for b in &mut bytes[range] {
+                *b = if torn { 0 } else { *b ^ 0x40 };
+            }
+            std::fs::write(&segment, &bytes).unwrap();
+            if !torn {
+                let err = open_err(dir.path());
+                assert!(err.contains("corrupt"), "{what}: {err}");
+                continue;
+            }
+            {
+                let (mut wal, state) = Wal::open(dir.path()).unwrap();
+                assert_eq!(terms(&state), vec![(1, 1), (2, 1), (3, 1)], "{what}");
+                assert_eq!(std::fs::metadata(&segment).unwrap().len(), start as u64, "{what}");
+                append(&mut wal, 2, 4..=4);
+            }
+            let (_, state) = Wal::open(dir.path()).unwrap();
+            assert_eq!(terms(&state), vec![(1, 1), (2, 1), (3, 1), (4, 2)], "{what}");
+        }
+    }
+
+    #[test]
+    fn a_flipped_bit_in_a_last_write_whose_records_end_in_zeros_refuses_to_open() {
+        // The records end 3 bytes into a sector, and those 3 bytes are
+        // zeros: without the trailer, that sector's part of the write
+        // would look unwritten and the damaged write would be taken for
+        // torn and dropped.
+        let (mut original, start, end) = last_write_with_records_ending_at(3);
+        let records_end = end - TRAILER_BYTES;
+        let last_sector = records_end / SECTOR * SECTOR;
+        assert_eq!(original[last_sector..records_end], [0, 0, 0]);
+        assert_eq!(original[end - 1], TRAILER_MARK);
+        // Preallocated: zeros after it.
+        original.resize(8192, 0);
+        for at in [
+            start + SECTOR,    // the put's value
+            (start + end) / 2, // the put's value, in another sector
+            records_end - 20,  // the committed log id's record
+            last_sector,       // one of its zeros
+            end - 2,           // the trailer's copy of `prev`
+            end - 1,           // the trailer's marker
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let segment = dir.path().join(segment_name(1));
+            let mut bytes = original.clone();
+            bytes[at] ^= 0x40;
+            std::fs::write(&segment, &bytes).unwrap();
+            let err = open_err(dir.path());
+            assert!(
+                err.contains("corrupt") && err.contains(&format!("at byte {start} of")),
+                "{at}: {err}"
+            );
+            assert_eq!(std::fs::read(&segment).unwrap(), bytes, "nothing is cut");
+        }
+    }
+
+    #[test]
+    fn a_last_write_whose_trailer_never_reached_the_disk_is_torn() {
+        // The trailer alone in the last sector, across a sector boundary,
+        // and after zeros of the records in the same sector.
+        for offset in [0, SECTOR - 2, 3] {
+            let (mut bytes, start, end) = last_write_with_records_ending_at(offset);
+            // The last sector the write overlaps never written; zeros
+            // after it (preallocated).
+            let last_sector = (end - 1) / SECTOR * SECTOR;
+            bytes[last_sector..end].fill(0);
+            bytes.resize(8192, 0);
+            let dir = tempfile::tempdir().unwrap();
+            let segment = dir.path().join(segment_name(1));
+            std::fs::write(&segment, &bytes).unwrap();
+            {
+                let (mut wal, state) = Wal::open(dir.path()).unwrap();
+                assert_eq!(terms(&state), vec![(1, 1), (2, 1), (3, 1)], "{offset}");
+                assert_eq!(state.committed, None, "{offset}");
+                assert_eq!(
+                    std::fs::metadata(&segment).unwrap().len(),
+                    start as u64,
+                    "the torn write is cut off ({offset})"
+                );
+                append(&mut wal, 2, 4..=4);
+            }
+            let (_, state) = Wal::open(dir.path()).unwrap();
+            assert_eq!(terms(&state), vec![(1, 1), (2, 1), (3, 1), (4, 2)], "{offset}");
+        }
+    }
+
+    #[test]
+    fn a_value_of_zeros_that_fills_sectors_is_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let zeros = vec![0u8; 2048];
+        {
+            let (mut wal, _) = Wal::open(dir.path()).unwrap();
+            append(&mut wal, 1, 1..=3);
+            let long = put(1, 4, &zeros);
+            wal.write(&[Record::Entry(4, &long)]).unwrap();
+        }
+        let segment = dir.path().join(segment_name(1));
+        // Preallocated: zeros after it.
+        let len = std::fs::metadata(&segment).unwrap().len();
+        OpenOptions::new()
+            .write(true)
+            .open(&segment)
+            .unwrap()
+            .set_len(8192)
+            .unwrap();
+        {
+            let (mut wal, state) = Wal::open(dir.path()).unwrap();
+            assert_eq!(values(&state), vec![(4, zeros.clone())]);
+            assert_eq!(std::fs::metadata(&segment).unwrap().len(), 8192, "nothing is cut");
+            let short = put(1, 5, b"after");
+            wal.write(&[Record::Entry(5, &short)]).unwrap();
+            assert_eq!(
+                wal.size,
+                len + (HEADER_BYTES + SEALED_BODY + HEADER_BYTES + 1 + short.len() + TRAILER_BYTES) as u64
+            );
+        }
+        let (_, state) = Wal::open(dir.path()).unwrap();
+        assert_eq!(values(&state), vec![(4, zeros), (5, b"after".to_vec())]);
+    }
+
+    #[test]
+    fn a_value_that_holds_a_write_is_never_taken_for_one() {
+        // A whole valid write, as the first of segment 1 would be, inside
+        // a client's value.
+        let inner = entry(1, 9);
+        let embedded = encode_write(&[Record::Entry(9, &inner)], chain_seed(1));
+        let mut value = b"prefix".to_vec();
+        value.extend_from_slice(&embedded);
+        value.extend_from_slice(b"suffix");
+        let template = tempfile::tempdir().unwrap();
+        {
+            let (mut wal, _) = Wal::open(template.path()).unwrap();
+            append(&mut wal, 1, 1..=2);
+            for index in 3..=4 {
+                let bytes = put(1, index, &value);
+                wal.write(&[Record::Entry(index, &bytes)]).unwrap();
+            }
+        }
+        let original = std::fs::read(template.path().join(segment_name(1))).unwrap();
+        let ends = write_ends(&original);
+        let (_, state) = Wal::open(template.path()).unwrap();
+        assert_eq!(values(&state), vec![(3, value.clone()), (4, value.clone())]);
+        assert_eq!(terms(&state), vec![(1, 1), (2, 1), (3, 1), (4, 1)]);
+
+        // Damage before the embedded write, in the last write and in the
+        // one before it: corruption, never a skip to the embedded write.
+        for at in [
+            ends[1] + HEADER_BYTES + SEALED_BODY + 5,
+            ends[0] + HEADER_BYTES + SEALED_BODY + 5,
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut bytes = original.clone();
+            bytes[at] ^= 0x01;
+            std::fs::write(dir.path().join(segment_name(1)), &bytes).unwrap();
+            let err = open_err(dir.path());
+            assert!(err.contains("corrupt"), "{at}: {err}");
+        }
+
+        // A crash in the last write after the embedded one was written:
+        // torn, cut off, whatever its value holds.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(segment_name(1)), &original[..original.len() - 3]).unwrap();
+        let (_, state) = Wal::open(dir.path()).unwrap();
+        assert_eq!(terms(&state), vec![(1, 1), (2, 1), (3, 1)]);
+        assert_eq!(
+            std::fs::metadata(dir.path().join(segment_name(1))).unwrap().len(),
+            ends[1] as u64
+        );
+    }
+
+    #[test]
+    fn a_write_copied_from_elsewhere_does_not_continue_the_chain() {
+        let template = tempfile::tempdir().unwrap();
+        {
+            let (mut wal, _) = Wal::open_with(template.path(), 300).unwrap();
+            let mut i = 1;
+            while wal.segments.len() < 2 {
+                append(&mut wal, 1, i..=i);
+                i += 1;
+            }
+            append(&mut wal, 1, i..=i);
+        }
+        assert_eq!(segment_files(template.path()), 2);
+        let first = std::fs::read(template.path().join(segment_name(1))).unwrap();
+        let second = std::fs::read(template.path().join(segment_name(2))).unwrap();
+        let (first_ends, second_ends) = (write_ends(&first), write_ends(&second));
+        let whole = *second_ends.last().unwrap();
+        let copies = [
+            // A write of segment 1 spliced at the end of segment 2.
+            &first[first_ends[0]..first_ends[1]],
+            // Segment 2's last write, again after itself.
+            &second[second_ends[second_ends.len() - 2]..whole],
+        ];
+        for copy in copies {
+            assert!(whole + copy.len() < SECTOR, "within one sector");
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join(segment_name(1)), &first).unwrap();
+            let mut bytes = second[..whole].to_vec();
+            bytes.extend_from_slice(copy);
+            std::fs::write(dir.path().join(segment_name(2)), &bytes).unwrap();
+            let err = open_err(dir.path());
+            assert!(err.contains("corrupt") && err.contains("chain value"), "{err}");
+        }
+        // Untouched, both replay.
+        let (_, state) = Wal::open(template.path()).unwrap();
+        assert!(!terms(&state).is_empty());
+    }
+
+    #[test]
+    fn bytes_other_than_zeros_after_the_last_write_are_corruption() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (mut wal, _) = Wal::open(dir.path()).unwrap();
+            append(&mut wal, 1, 1..=3);
+        }
+        let segment = dir.path().join(segment_name(1));
+        OpenOptions::new()
+            .append(true)
+            .open(&segment)
+            .unwrap()
+            .write_all(&[0xa5; 40])
+            .unwrap();
+        let err = open_err(dir.path());
+        assert!(err.contains("corrupt"), "{err}");
+    }
+
+    #[test]
+    fn writes_of_earlier_versions_replay_and_new_writes_chain_onto_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let segment = dir.path().join(segment_name(1));
+        let (e1, e2) = (entry(1, 1), entry(1, 2));
+        let mut old = old_write(&[Record::Vote(Vote::new_committed(1, 0))]);
+        old.extend(old_write(&[Record::Entry(1, &e1), Record::Entry(2, &e2)]));
+        std::fs::write(&segment, &old).unwrap();
+        {
+            let (mut wal, state) = Wal::open(dir.path()).unwrap();
+            assert_eq!(terms(&state), vec![(1, 1), (2, 1)]);
+            assert_eq!(state.vote, Some(Vote::new_committed(1, 0)));
+            append(&mut wal, 1, 3..=4);
+            wal.write(&[Record::Committed(log_id(1, 4))]).unwrap();
+        }
+        {
+            let (_, state) = Wal::open(dir.path()).unwrap();
+            assert_eq!(terms(&state), (1..=4).map(|i| (i, 1)).collect::<Vec<_>>());
+            assert_eq!(state.committed, Some(log_id(1, 4)));
+        }
+        // The old writes are untouched, and the first new write chains
+        // onto them: its `prev` is the CRC-32 of all their bytes,
+        // continued from the segment's seed.
+        let bytes = std::fs::read(&segment).unwrap();
+        assert_eq!(bytes[..old.len()], old);
+        let mut chain = crc32fast::Hasher::new_with_initial(chain_seed(1));
+        chain.update(&old);
+        let prev = old.len() + HEADER_BYTES + 5;
+        assert_eq!(bytes[prev..prev + 4], chain.finalize().to_le_bytes());
+        // The new writes are of kind 8, with a trailer.
+        let ends = write_ends(&bytes);
+        assert_eq!(ends.len(), 4);
+        for (start, end) in [(ends[1], ends[2]), (ends[2], ends[3])] {
+            assert_eq!(bytes[start + HEADER_BYTES], SEALED);
+            let prev = &bytes[start + HEADER_BYTES + 5..start + HEADER_BYTES + 9];
+            assert_eq!(bytes[end - TRAILER_BYTES..end - 1], *prev);
+            assert_eq!(bytes[end - 1], TRAILER_MARK);
+        }
+        // An unchained write after chained ones is not one this version
+        // wrote.
+        let e5 = entry(1, 5);
+        OpenOptions::new()
+            .append(true)
+            .open(&segment)
+            .unwrap()
+            .write_all(&old_write(&[Record::Entry(5, &e5)]))
+            .unwrap();
+        let err = open_err(dir.path());
+        assert!(err.contains("corrupt") && err.contains("unchained"), "{err}");
+    }
+
+    #[test]
+    fn a_write_header_of_an_unknown_kind_is_corruption() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (mut wal, _) = Wal::open(dir.path()).unwrap();
+            append(&mut wal, 1, 1..=3);
+            append(&mut wal, 1, 4..=5);
+        }
+        let segment = dir.path().join(segment_name(1));
+        let mut bytes = std::fs::read(&segment).unwrap();
+        // The last write's header, made of kind 7 with a valid checksum.
+        let at = write_ends(&bytes)[0];
+        let body = at + HEADER_BYTES..at + HEADER_BYTES + SEALED_BODY;
+        bytes[body.start] = 7;
+        let crc = crc32fast::hash(&bytes[body]);
+        bytes[at + 4..at + 8].copy_from_slice(&crc.to_le_bytes());
+        std::fs::write(&segment, &bytes).unwrap();
+        let err = open_err(dir.path());
+        assert!(err.contains("corrupt") && err.contains("write header"), "{err}");
     }
 
     #[test]
@@ -744,12 +1462,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let (mut wal, _) = Wal::open_with(dir.path(), 200).unwrap();
-            wal.write(&[Record::Vote(Vote::new_committed(1, 0))], true).unwrap();
+            wal.write(&[Record::Vote(Vote::new_committed(1, 0))]).unwrap();
             for i in 1..=20 {
                 append(&mut wal, 1, i..=i);
             }
             assert!(segment_files(dir.path()) > 3, "small segments rotate");
-            wal.write(&[Record::Purge(log_id(1, 15))], true).unwrap();
+            wal.write(&[Record::Purge(log_id(1, 15))]).unwrap();
             assert!(segment_files(dir.path()) <= 3, "purged segments are deleted");
         }
         let (_, state) = Wal::open(dir.path()).unwrap();
@@ -818,11 +1536,16 @@ mod tests {
             }
         }
         let first = dir.path().join(segment_name(1));
-        let mut bytes = std::fs::read(&first).unwrap();
+        let original = std::fs::read(&first).unwrap();
+        let mut bytes = original.clone();
         bytes[HEADER_BYTES + 2] ^= 1;
         std::fs::write(&first, bytes).unwrap();
         let err = Wal::open(dir.path()).err().expect("a corrupt log does not open");
         assert!(err.to_string().contains("corrupt"), "{err}");
+        // A torn write is one only at the end of the last segment.
+        std::fs::write(&first, &original[..original.len() - 1]).unwrap();
+        let err = open_err(dir.path());
+        assert!(err.contains("corrupt") && err.contains("not the last segment"), "{err}");
     }
 
     #[test]

@@ -236,6 +236,9 @@ async fn every_endpoint_serves_reads_writes_members_and_status() {
     let mut ids = Vec::new();
     for i in 0..3 {
         let mut c = cluster.client_of(i).await;
+        // Everything this member has applied so far is committed, so the
+        // entry of the put below gets a higher index.
+        let applied_before = c.status().await.unwrap().raft_applied_index();
         let put = c.put(format!("from-{i}"), "x", None).await.unwrap();
         // Every member sees every write, linearizably.
         for j in 0..=i {
@@ -255,7 +258,24 @@ async fn every_endpoint_serves_reads_writes_members_and_status() {
         let me = status.header().unwrap().member_id();
         ids.push(me);
         assert_eq!(status.leader(), cluster_leader_id(&members, leader));
-        assert!(status.raft_index() >= status.raft_applied_index() || status.raft_applied_index() > 0);
+        // The linearizable reads above waited for this member to apply the
+        // put it served: its applied index passed the put's entry, its log
+        // holds what it applied, and its store is at the put's revision.
+        assert!(
+            status.raft_applied_index() > applied_before,
+            "member {i}: applied index {} did not pass {applied_before} after serving a put",
+            status.raft_applied_index()
+        );
+        assert!(
+            status.raft_index() >= status.raft_applied_index(),
+            "member {i}: log index {} behind applied index {}",
+            status.raft_index(),
+            status.raft_applied_index()
+        );
+        assert!(
+            status.header().unwrap().revision() >= put.header().unwrap().revision(),
+            "member {i}: status revision behind the put it served"
+        );
         assert!(!status.version().is_empty());
     }
     ids.sort();

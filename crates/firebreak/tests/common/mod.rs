@@ -107,9 +107,13 @@ fn write_config(member: &Member, all: &[(String, String, u16, u16)], opts: &Opti
 }
 
 fn spawn(config: &Path, log: &Path, opts: &Options) -> Child {
+    spawn_with(config, log, opts, &[])
+}
+
+fn spawn_with(config: &Path, log: &Path, opts: &Options, env: &[(String, String)]) -> Child {
     let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
     Command::new(opts.bin.as_deref().unwrap_or(Path::new(BIN)))
-        .envs(opts.env.iter().map(|(k, v)| (k, v)))
+        .envs(opts.env.iter().chain(env).map(|(k, v)| (k, v)))
         .arg("serve")
         .arg("--config")
         .arg(config)
@@ -175,11 +179,30 @@ impl Cluster {
         m.process = Some(spawn(&m.config, &m.log, &self.opts));
     }
 
+    /// Starts member `i` with `env` added to (or overriding) the cluster's.
+    pub fn start_member_with_env(&mut self, i: usize, env: &[(String, String)]) {
+        let m = &mut self.members[i];
+        assert!(m.process.is_none(), "{} is already running", m.name);
+        m.process = Some(spawn_with(&m.config, &m.log, &self.opts, env));
+    }
+
     /// SIGKILL, as a crash or a fire would.
     pub fn kill(&mut self, i: usize) {
         if let Some(mut p) = self.members[i].process.take() {
             let _ = p.kill();
             let _ = p.wait();
+        }
+    }
+
+    /// SIGSTOP (`true`) or SIGCONT (`false`): a member that hangs, as under
+    /// a long GC pause, a stalled disk or an overloaded host.
+    pub fn pause(&mut self, i: usize, paused: bool) {
+        if let Some(p) = &self.members[i].process {
+            let signal = if paused { libc::SIGSTOP } else { libc::SIGCONT };
+            // SAFETY: kill has no memory-safety preconditions.
+            unsafe {
+                libc::kill(p.id() as i32, signal);
+            }
         }
     }
 
@@ -346,4 +369,25 @@ pub fn failpoints_binary() -> PathBuf {
     let built = out.join(&profile).join("firebreak");
     assert!(built.exists(), "{} is missing", built.display());
     built
+}
+
+/// One keep-alive: the TTL it answered (0: the lease was not found), or
+/// `None` if it failed or took longer than `wait`.
+pub async fn keep_alive_once(client: &mut Client, lease: i64, wait: Duration) -> Option<i64> {
+    let attempt = async {
+        // etcd-client turns a TTL of 0 into this error.
+        let not_found = |e: &etcd_client::Error| e.to_string().contains("lease not found");
+        let (mut keeper, mut stream) = match client.lease_keep_alive(lease).await {
+            Ok(opened) => opened,
+            Err(e) if not_found(&e) => return Some(0),
+            Err(_) => return None,
+        };
+        keeper.keep_alive().await.ok()?;
+        match stream.message().await {
+            Ok(answer) => answer.map(|r| r.ttl()),
+            Err(e) if not_found(&e) => Some(0),
+            Err(_) => None,
+        }
+    };
+    tokio::time::timeout(wait, attempt).await.ok().flatten()
 }
