@@ -30,6 +30,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::recorded::Recorded;
+
 /// Errors while reading or writing a history file.
 #[derive(Debug, thiserror::Error)]
 pub enum HistoryError {
@@ -65,31 +67,9 @@ pub enum HistoryError {
     },
 }
 
-/// One client operation: what was invoked, when, and what came back.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HistoryEvent {
-    /// Identifier, unique within the history.
-    pub id: u64,
-    /// The client (process) that issued the operation. A client issues one
-    /// operation at a time.
-    pub client: u64,
-    /// The data centre / failure domain the client talked to, if known.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dc: Option<String>,
-    /// The operation invoked.
-    pub op: Operation,
-    /// Monotonic nanoseconds at invocation.
-    pub invoke_ns: u64,
-    /// Monotonic nanoseconds at completion. `None` for an `unknown` outcome
-    /// whose client never gave up explicitly.
-    #[serde(default)]
-    pub complete_ns: Option<u64>,
-    /// What is known about the effect.
-    pub outcome: Outcome,
-    /// The response, for `ok` operations.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub result: Option<OpResult>,
-}
+/// One client operation of a register history: what was invoked, when,
+/// and what came back (the response only for `ok` operations).
+pub type HistoryEvent = Recorded<Operation, OpResult>;
 
 /// An operation on a single key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -249,47 +229,6 @@ impl OpResult {
 }
 
 impl HistoryEvent {
-    /// An event for an operation just invoked; complete it with
-    /// [`HistoryEvent::ok`], [`HistoryEvent::fail`] or
-    /// [`HistoryEvent::unknown`]. Until then its outcome is `unknown`.
-    pub fn invoked(id: u64, client: u64, dc: Option<&str>, op: Operation, invoke_ns: u64) -> Self {
-        HistoryEvent {
-            id,
-            client,
-            dc: dc.map(str::to_owned),
-            op,
-            invoke_ns,
-            complete_ns: None,
-            outcome: Outcome::Unknown,
-            result: None,
-        }
-    }
-
-    /// Marks the operation completed with a known result.
-    pub fn ok(mut self, complete_ns: u64, result: OpResult) -> Self {
-        self.complete_ns = Some(complete_ns);
-        self.outcome = Outcome::Ok;
-        self.result = Some(result);
-        self
-    }
-
-    /// Marks the operation as certainly not having taken effect.
-    pub fn fail(mut self, complete_ns: u64) -> Self {
-        self.complete_ns = Some(complete_ns);
-        self.outcome = Outcome::Fail;
-        self.result = None;
-        self
-    }
-
-    /// Marks the operation's effect as unknown; `gave_up_ns` is when the
-    /// client stopped waiting, if it did.
-    pub fn unknown(mut self, gave_up_ns: Option<u64>) -> Self {
-        self.complete_ns = gave_up_ns;
-        self.outcome = Outcome::Unknown;
-        self.result = None;
-        self
-    }
-
     /// The key the operation touches.
     pub fn key(&self) -> &str {
         self.op.key()

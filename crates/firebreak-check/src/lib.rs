@@ -7,6 +7,14 @@
 //! importers for public histories with known verdicts ([`import`]) that keep
 //! the checker honest.
 //!
+//! Beyond registers, the drill's other workloads have their own histories
+//! and checkers, one module each: [`bank`] (multi-key transactions keep a
+//! total), [`ranges`] (a Range returns exactly the state at its revision),
+//! [`locks`] (mutual exclusion of v3lock holders, by the clients' clocks)
+//! and [`watches`] (every change delivered once, in order, across
+//! reconnects). They share the record envelope ([`recorded`]), the store's
+//! own history ([`store_log`]) and the report ([`workload_report`]).
+//!
 //! Internally: `model` (the register semantics and per-key partitions),
 //! `search` (Wing & Gong / Lowe), `patterns` (classic violation shapes) and
 //! `counterexample` (shrinking a violation to a few operations).
@@ -38,17 +46,24 @@
 //!   after invocation, or never; `fail` operations are ignored. Neither can
 //!   cause a FAIL by itself.
 
+pub mod bank;
 pub mod budget;
 pub mod check;
 mod counterexample;
 pub mod history;
 pub mod import;
+pub mod locks;
 mod model;
 mod patterns;
+pub mod ranges;
+pub mod recorded;
 pub mod render;
 pub mod report;
 pub mod revisions;
 mod search;
+pub mod store_log;
+pub mod watches;
+pub mod workload_report;
 
 pub use budget::Budget;
 pub use check::check_history;
@@ -59,3 +74,5 @@ pub use history::{
 pub use import::ImportError;
 pub use render::describe_event;
 pub use report::{Anomaly, AnomalyKind, CheckReport, CheckStats, Counterexample, KeyReport, Verdict};
+pub use store_log::{KeyChange, Kv, StoreLog};
+pub use workload_report::{WorkloadAnomaly, WorkloadReport};

@@ -18,6 +18,19 @@ pub enum ScenarioArg {
     LeaderFire,
     /// SIGSTOP every process of the datacenter; SIGCONT on restore.
     Pause,
+    /// SIGKILL a member and start it again at once, again and again, the
+    /// leader most often, at moments the seed chooses.
+    Restart,
+    /// A fire whose members also lose every write they had not fsynced,
+    /// files and directory entries alike (a FUSE layer under each member's
+    /// data directory); they restart on what survived.
+    PowerLoss,
+    /// Cut off whichever datacenter holds the leader, while its own
+    /// clients keep talking to it.
+    LeaderIsolate,
+    /// A seeded random sequence of the faults above, several overlapping,
+    /// over the whole load.
+    Chaos,
     /// Each of the above in turn: one report each, and a summary.
     All,
 }
@@ -111,6 +124,16 @@ pub struct DrillArgs {
     /// Raft entries between snapshots on each member.
     #[arg(long, value_name = "N", default_value_t = 10_000)]
     pub snapshot_entries: u64,
+    /// What the clients run besides the register workload (which every
+    /// client runs): `mixed` spreads bank, ranges, locks and watches over
+    /// the clients so that every datacenter runs locks and two others;
+    /// a name runs that one on every client; `registers` runs nothing else.
+    #[arg(long, value_enum, default_value_t = WorkloadArg::Mixed)]
+    pub workload: WorkloadArg,
+    /// Run the drill (each scenario asked for) N times, with seeds `--seed`,
+    /// `--seed`+1, ..., and write one summary table of all the runs.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub runs: u32,
 }
 
 /// Arguments of `firebreak check`.
@@ -164,6 +187,36 @@ pub struct ClientArgs {
     /// Operations per second (0: unlimited).
     #[arg(long, default_value_t = 0.0)]
     pub rate: f64,
+    /// What the client runs besides the register loop, which it always
+    /// runs: nothing (`registers`), the workload named, or one chosen by
+    /// `--id` (`mixed`). Other workloads record next to `--history`
+    /// (`c7.jsonl` → `c7.bank.jsonl`, …).
+    #[arg(long, value_enum, default_value_t = WorkloadArg::Registers)]
+    pub workload: WorkloadArg,
+}
+
+/// The workload of a drill client (`--workload`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WorkloadArg {
+    /// Single-key registers: put, linearizable get, compare-and-set, delete
+    /// on `<prefix>kNN` (the history checked for linearizability and lost
+    /// writes).
+    Registers,
+    /// Transfers between accounts in multi-key Txns, and reads of every
+    /// account at one revision; the total must never change.
+    Bank,
+    /// Writes, and Ranges of a prefix at the current or a past revision,
+    /// checked against the store's revision history.
+    Ranges,
+    /// Leases kept alive and v3lock locks held with them; holders must
+    /// exclude each other.
+    Locks,
+    /// A watch on the prefix across reconnects; every change exactly once,
+    /// in order.
+    Watches,
+    /// The register loop plus, concurrently, one of bank, ranges, locks,
+    /// watches chosen by `--id` modulo 4.
+    Mixed,
 }
 
 #[cfg(test)]

@@ -24,20 +24,21 @@ use std::time::{Duration, SystemTime};
 
 use firebreak_check::{check_history, write_history_jsonl, Budget, Outcome, Verdict};
 
-use crate::args::{DrillArgs, RestoreAfter};
+use crate::args::{DrillArgs, RestoreAfter, WorkloadArg};
 use crate::clock::{monotonic_ns, secs_to_ns, sleep_until_ns};
 use crate::error::DrillError;
 use crate::lab::addr::{AddressPlan, Mode};
 use crate::lab::observe;
 use crate::lab::process::Role;
-use crate::lab::{cmd, sweep, ClientSpec, Lab, LabSettings, DCS};
-use crate::measure::{measure, Timeline};
+use crate::lab::{cmd, sweep, ClientSpec, FaultRecord, Lab, LabSettings, DCS};
+use crate::measure::{measure, rto_after, Timeline};
 use crate::progress::Progress;
 use crate::report::{
-    self, html, verdict_of, CatchUp, CheckResult, DcTopology, HistorySummary, Moment, RelayReport, Report, Settings,
-    Status, TimelineReport, Topology,
+    self, html, verdict_of, CatchUp, CheckResult, DcTopology, FaultReport, HistorySummary, Moment, PowerLossMember,
+    RelayReport, Report, Settings, Status, TimelineReport, Topology,
 };
-use crate::scenario::{Fault, Scenario, Target};
+use crate::scenario::{DcFault, Fault, Scenario, Target};
+use crate::schedule::{self, Action, MemberPick, Window};
 use crate::summary;
 use crate::verdict::history_checks;
 use crate::verify::final_read::{final_read, FinalRead};
@@ -45,6 +46,7 @@ use crate::verify::isolation::served_while_cut;
 use crate::verify::lost::{audit, combine, lost_by_final_read};
 use crate::verify::replicas::{check_agreement, Agreement};
 use crate::verify::store_history::{read_store_history, StoreHistory};
+use crate::verify::workloads::check_workloads;
 use crate::workload::merge::{merge, read_client_file};
 use crate::workload::mix::workload_keys;
 use crate::workload::tail::Tail;
@@ -63,6 +65,9 @@ pub struct Plan {
     pub seed: u64,
     pub scenarios: Vec<Scenario>,
     pub out: PathBuf,
+    /// Why power cuts are impossible here, if they are (probed only when a
+    /// scenario may use them).
+    pub power_switch_unavailable: Option<String>,
 }
 
 fn is_root() -> bool {
@@ -172,16 +177,28 @@ impl Plan {
                 .unwrap_or(0);
             (nanos ^ u64::from(std::process::id()).rotate_left(32)) % 1_000_000_000
         });
+        let power_switch_unavailable = if scenarios
+            .iter()
+            .any(|s| s.needs_power_loss() || s.fault == Fault::Chaos)
+        {
+            crate::lab::power_switch_unavailable()
+        } else {
+            None
+        };
+        if args.runs == 0 {
+            return Err(usage("--runs must be at least 1"));
+        }
         Ok(Plan {
             args: args.clone(),
             mode,
             seed,
             scenarios,
             out,
+            power_switch_unavailable,
         })
     }
 
-    fn lab_settings(&self) -> LabSettings {
+    fn lab_settings(&self, power_switch: bool) -> LabSettings {
         LabSettings {
             mode: self.mode,
             nodes_per_dc: self.args.nodes_per_dc as usize,
@@ -190,6 +207,7 @@ impl Plan {
             election_ms: ELECTION_MS,
             snapshot_entries: self.args.snapshot_entries,
             keep_data: self.args.keep_data,
+            power_switch,
         }
     }
 
@@ -255,20 +273,49 @@ async fn run_plan(plan: &Plan) -> Result<Verdict, DrillError> {
              separates them (no nftables). Weaker than the namespace lab; the report says so."
         );
     }
+    let runs = plan.args.runs.max(1);
     let mut reports = Vec::new();
-    for scenario in &plan.scenarios {
-        let dir = if plan.scenarios.len() > 1 {
-            plan.out.join(scenario.name)
+    let mut skipped = 0;
+    for run in 0..runs {
+        let seed = plan.seed.wrapping_add(u64::from(run));
+        let base = if runs > 1 {
+            plan.out.join(format!("run-{:03}", run + 1))
         } else {
             plan.out.clone()
         };
-        prepare_out(&dir)?;
-        let report = run_one(plan, scenario, &dir).await?;
-        print_verdict(&report, &dir);
-        reports.push((report, dir));
+        let mut these = Vec::new();
+        for scenario in &plan.scenarios {
+            let dir = if plan.scenarios.len() > 1 {
+                base.join(scenario.name)
+            } else {
+                base.clone()
+            };
+            if runs > 1 {
+                eprintln!("==== run {} of {runs}: {} (seed {seed})", run + 1, scenario.name);
+            }
+            if let (true, Some(why)) = (scenario.needs_power_loss(), &plan.power_switch_unavailable) {
+                // Never faked: without the layer a power cut is only a fire.
+                eprintln!("==== {}: SKIPPED ({why}) ====", scenario.name);
+                println!("SKIPPED {} - -", scenario.name);
+                skipped += 1;
+                continue;
+            }
+            prepare_out(&dir)?;
+            let report = run_one(plan, seed, scenario, &dir).await?;
+            print_verdict(&report, &dir);
+            these.push((report, dir));
+        }
+        if plan.scenarios.len() > 1 {
+            summary::write(&base, &these)?;
+        }
+        reports.extend(these);
     }
-    if plan.scenarios.len() > 1 {
-        summary::write(&plan.out, &reports)?;
+    if runs > 1 {
+        summary::write_sweep(&plan.out, &reports)?;
+    }
+    if reports.is_empty() && skipped > 0 {
+        // Nothing ran: undecided, never a pass.
+        return Ok(Verdict::Unknown);
     }
     Ok(reports
         .iter()
@@ -369,7 +416,163 @@ async fn load_phase(lab: &mut Lab, run: &mut Run, tail: &mut Tail, phase: &str, 
     }
 }
 
-async fn run_one(plan: &Plan, scenario: &Scenario, dir: &Path) -> Result<Report, DrillError> {
+/// What the `k`-th client of datacenter `dc` runs besides the registers:
+/// for `mixed`, the first client of every datacenter runs locks (whichever
+/// datacenter ends up cut off, a holder lives there), the others bank,
+/// ranges and watches in turn, from a different one in each datacenter (so
+/// with three clients per datacenter each runs twice).
+fn client_workload(workload: WorkloadArg, dc: usize, k: u64) -> WorkloadArg {
+    const OTHERS: [WorkloadArg; 3] = [WorkloadArg::Bank, WorkloadArg::Ranges, WorkloadArg::Watches];
+    match (workload, k) {
+        (WorkloadArg::Mixed, 0) => WorkloadArg::Locks,
+        (WorkloadArg::Mixed, k) => OTHERS[(dc + k as usize - 1) % OTHERS.len()],
+        (other, _) => other,
+    }
+}
+
+/// One fault as it was carried out.
+struct Struck {
+    /// The schedule's id of a datacenter fault, for its undo.
+    id: Option<usize>,
+    /// The datacenter fault (`None`: a member restart).
+    fault: Option<DcFault>,
+    dc: usize,
+    /// The member restarted.
+    member: Option<String>,
+    reason: String,
+    leader_before: Option<String>,
+    record: FaultRecord,
+    /// When it was undone.
+    restored_ns: Option<u64>,
+    /// The revision the restored members must reach, and the task that
+    /// waits for them.
+    catch_up: Option<(Option<u64>, CatchUpTask)>,
+    power_loss: Vec<PowerLossMember>,
+}
+
+/// Restored members and the instant each caught up.
+type CatchUpTask = tokio::task::JoinHandle<Vec<(String, Option<u64>)>>;
+
+fn dc_fault_name(fault: DcFault) -> &'static str {
+    match fault {
+        DcFault::Fire => "fire",
+        DcFault::PowerLoss => "power-loss",
+        DcFault::Isolate => "isolate",
+        DcFault::Pause => "pause",
+    }
+}
+
+/// The members the drill can talk to: all but those of datacenters that
+/// burned or froze (a cut-off datacenter's members still answer the
+/// drill's management path).
+fn reachable_members(lab: &Lab, down: &[(usize, DcFault)]) -> Vec<usize> {
+    (0..lab.members.len())
+        .filter(|&i| {
+            !down
+                .iter()
+                .any(|&(dc, f)| dc == lab.members[i].dc && f != DcFault::Isolate)
+        })
+        .collect()
+}
+
+/// Polls `members` until each has applied `target`; the instant each did.
+async fn catch_up(
+    members: Vec<crate::lab::Member>,
+    target: Option<u64>,
+    limit: Duration,
+) -> Vec<(String, Option<u64>)> {
+    let mut set = tokio::task::JoinSet::new();
+    for m in members {
+        set.spawn(async move {
+            let at = match target {
+                Some(t) => observe::wait_caught_up(&m, t, limit).await,
+                None => None,
+            };
+            (m.name.clone(), at)
+        });
+    }
+    let mut out = Vec::new();
+    while let Some(done) = set.join_next().await {
+        out.extend(done.ok());
+    }
+    out.sort();
+    out
+}
+
+/// Like [`load_phase`] until `until_ns`, and while `awaiting` holds the
+/// leader before the last fault, notes the first leader the drill sees
+/// after it.
+#[allow(clippy::too_many_arguments)]
+async fn wait_noting_leader(
+    lab: &mut Lab,
+    run: &mut Run,
+    tail: &mut Tail,
+    down: &[(usize, DcFault)],
+    awaiting: &mut Option<Option<String>>,
+    until_ns: u64,
+    end_ns: u64,
+) {
+    while monotonic_ns() < until_ns {
+        if let Some(before) = awaiting.clone() {
+            let reachable = reachable_members(lab, down);
+            if let Some(i) = observe::find_leader(&lab.members, &reachable, Duration::from_millis(300)).await {
+                let name = lab.members[i].name.clone();
+                run.note(
+                    monotonic_ns(),
+                    if before.as_deref() == Some(name.as_str()) {
+                        format!("{name} leads (as seen by the drill)")
+                    } else {
+                        format!("{name} is the new leader (as seen by the drill)")
+                    },
+                );
+                *awaiting = None;
+            }
+        }
+        let step = (monotonic_ns() + 500_000_000).min(until_ns);
+        load_phase(lab, run, tail, "load", step, end_ns).await;
+    }
+}
+
+/// `power_loss_kept_applied`: a member never loses to a power cut what it
+/// had already applied (it applies only what its own log holds on disk).
+fn power_loss_check(members: &[&PowerLossMember]) -> CheckResult {
+    let lost: Vec<String> = members
+        .iter()
+        .filter_map(|m| match (m.applied_index_before, m.durable_index_after, &m.error) {
+            (_, _, Some(e)) => Some(format!("{}: its disk cannot be read after the cut ({e})", m.member)),
+            (Some(applied), durable, None) if durable.unwrap_or(0) < applied => Some(format!(
+                "{} had applied log index {applied} before the cut, its disk holds {} after it",
+                m.member,
+                durable.map_or("nothing".to_owned(), |d| format!("up to {d}"))
+            )),
+            _ => None,
+        })
+        .collect();
+    let unasked = members.iter().filter(|m| m.applied_index_before.is_none()).count();
+    CheckResult {
+        name: "power_loss_kept_applied".into(),
+        status: if !lost.is_empty() {
+            Status::Fail
+        } else if unasked == members.len() {
+            Status::Unknown
+        } else {
+            Status::Pass
+        },
+        from_history: false,
+        detail: if !lost.is_empty() {
+            format!("a power cut took what a member had applied: {}", lost.join("; "))
+        } else if unasked == members.len() {
+            "no member answered just before the power cut".into()
+        } else {
+            format!(
+                "every member whose power was cut ({}) kept on disk all it had applied before the cut",
+                members.iter().map(|m| m.member.as_str()).collect::<Vec<_>>().join(", ")
+            )
+        },
+    }
+}
+
+async fn run_one(plan: &Plan, seed: u64, scenario: &Scenario, dir: &Path) -> Result<Report, DrillError> {
     let args = &plan.args;
     let started_wall = SystemTime::now();
     let started = monotonic_ns();
@@ -390,7 +593,20 @@ async fn run_one(plan: &Plan, scenario: &Scenario, dir: &Path) -> Result<Report,
             dir.display()
         ),
     );
-    let mut lab = Lab::build(plan.lab_settings(), dir)?;
+    // Power cuts need the FUSE layer under every member (the scenario that
+    // strikes can be any datacenter); `chaos` uses it where it works.
+    let power_switch = match scenario.fault {
+        Fault::Dc(DcFault::PowerLoss) => true,
+        Fault::Chaos => match &plan.power_switch_unavailable {
+            None => true,
+            Some(why) => {
+                run.warn(format!("chaos strikes with fires instead of power cuts: {why}"));
+                false
+            }
+        },
+        _ => false,
+    };
+    let mut lab = Lab::build(plan.lab_settings(power_switch), dir)?;
     let all: Vec<usize> = (0..lab.members.len()).collect();
     for i in all.clone() {
         lab.start_member(i)?;
@@ -406,24 +622,24 @@ async fn run_one(plan: &Plan, scenario: &Scenario, dir: &Path) -> Result<Report,
     let zero = monotonic_ns() + 1_500_000_000;
     run.zero_ns = zero;
     let end = zero + secs_to_ns(args.duration);
-    let fault_at = zero + secs_to_ns(args.fault_at);
-    let restore_at = plan.restore_after().map(|s| fault_at + secs_to_ns(s));
     let mut tail = Tail::default();
     let mut client_ids = vec![Vec::new(); DCS];
-    let spec = |id: u64, dc: usize, start_ns: u64| ClientSpec {
+    // The k-th client of a datacenter: what it runs besides the registers.
+    let spec = |id: u64, dc: usize, k: u64, start_ns: u64| ClientSpec {
         id,
         dc,
-        seed: plan.seed,
+        seed,
         keys: args.keys,
         start_ns,
         stop_ns: end,
         op_timeout_ms: args.op_timeout_ms,
         rate: args.rate,
+        workload: client_workload(args.workload, dc, k),
     };
     for (dc, ids) in client_ids.iter_mut().enumerate() {
         for k in 0..per_dc {
             let id = dc as u64 * per_dc + k + 1;
-            lab.start_client(&spec(id, dc, zero))?;
+            lab.start_client(&spec(id, dc, k, zero))?;
             tail.follow(lab.client_history(id));
             ids.push(id);
         }
@@ -441,134 +657,193 @@ async fn run_one(plan: &Plan, scenario: &Scenario, dir: &Path) -> Result<Report,
         lab.relay().cpu_ns()
     };
 
-    load_phase(
-        &mut lab,
-        &mut run,
-        &mut tail,
-        "load",
-        fault_at.saturating_sub(400_000_000),
-        end,
-    )
-    .await;
-    let (fault_dc, leader_before, fault_dc_reason) = {
-        let alive: Vec<usize> = all.clone();
-        let leader = observe::find_leader(&lab.members, &alive, Duration::from_millis(300)).await;
+    // The faults, as the schedule planned them.
+    let window = Window {
+        fault_at: args.fault_at,
+        restore_after: plan.restore_after(),
+        duration: args.duration,
+        members: lab.members.len(),
+        dcs: DCS,
+        power_loss: lab.has_power_switch(),
+    };
+    let steps = schedule::plan(scenario, seed, window);
+    let mut struck: Vec<Struck> = Vec::new();
+    let mut next_client = DCS as u64 * per_dc + 1;
+    // Datacenters under a fault now, and which.
+    let mut down: Vec<(usize, DcFault)> = Vec::new();
+    // The leader before the last fault, until the drill sees a new one.
+    let mut awaiting_leader: Option<Option<String>> = None;
+    for step in &steps {
+        let at = zero + secs_to_ns(step.at_s);
+        wait_noting_leader(
+            &mut lab,
+            &mut run,
+            &mut tail,
+            &down,
+            &mut awaiting_leader,
+            at.saturating_sub(300_000_000),
+            end,
+        )
+        .await;
+        let reachable = reachable_members(&lab, &down);
+        let leader = observe::find_leader(&lab.members, &reachable, Duration::from_millis(300)).await;
         let leader_name = leader.map(|i| lab.members[i].name.clone());
-        match scenario.target {
-            Target::Dc(dc) => (dc, leader_name, "chosen with --dc".to_owned()),
-            Target::Leader => match leader {
-                Some(i) => (
-                    lab.members[i].dc,
-                    leader_name.clone(),
-                    format!("held the Raft leader ({}) at the fault", lab.members[i].name),
-                ),
-                None => {
-                    run.warn("no member claimed leadership just before the fault; faulting dc1");
-                    (0, None, "no leader found at the fault; dc1 by default".to_owned())
+        load_phase(&mut lab, &mut run, &mut tail, "load", at, end).await;
+        match step.action {
+            Action::Down { id, fault, target } => {
+                let (dc, reason) = match (target, leader) {
+                    (Target::Dc(dc), _) => (dc, "chosen with --dc or by the schedule".to_owned()),
+                    (Target::Leader, Some(i)) => (
+                        lab.members[i].dc,
+                        format!("held the Raft leader ({}) at the fault", lab.members[i].name),
+                    ),
+                    (Target::Leader, None) => {
+                        run.warn("no member claimed leadership just before the fault; faulting dc1");
+                        (0, "no leader found at the fault; dc1 by default".to_owned())
+                    }
+                };
+                let dc_name = AddressPlan::dc_name(dc);
+                // What each member had applied, just before its power goes.
+                let mut applied_before = Vec::new();
+                if fault == DcFault::PowerLoss {
+                    for i in lab.members_of(dc) {
+                        let applied = observe::applied_index(&lab.members[i], Duration::from_millis(300)).await;
+                        applied_before.push((i, applied));
+                    }
                 }
-            },
-        }
-    };
-    let fault_dc_name = AddressPlan::dc_name(fault_dc);
-    load_phase(&mut lab, &mut run, &mut tail, "load", fault_at, end).await;
-
-    // Fault.
-    let record = match scenario.fault {
-        Fault::Fire => lab.burn(fault_dc)?,
-        Fault::Isolate => lab.isolate(fault_dc)?,
-        Fault::Pause => lab.freeze(fault_dc),
-    };
-    run.note(record.start_ns, format!("FAULT: {}", scenario.action(&fault_dc_name)));
-    if !record.processes.is_empty() {
-        run.note(
-            record.done_ns,
-            format!(
-                "fault applied in {:.1} ms to {}",
-                (record.done_ns - record.start_ns) as f64 / 1e6,
-                record.processes.join(", ")
-            ),
-        );
-    }
-    let survivors: Vec<usize> = all.iter().copied().filter(|&i| lab.members[i].dc != fault_dc).collect();
-    let phase_label = format!("{} {}", scenario.name, fault_dc_name);
-    // Watch for the new leader while the fault lasts.
-    let mut new_leader: Option<String> = None;
-    let fault_until = restore_at.unwrap_or(end);
-    while monotonic_ns() < fault_until {
-        if new_leader.is_none() {
-            if let Some(i) = observe::find_leader(&lab.members, &survivors, Duration::from_millis(300)).await {
-                new_leader = Some(lab.members[i].name.clone());
-                let still = leader_before.as_deref() == Some(lab.members[i].name.as_str());
-                run.note(
-                    monotonic_ns(),
-                    if still {
-                        format!("{} still leads (as seen by the drill)", lab.members[i].name)
-                    } else {
-                        format!("{} is the new leader (as seen by the drill)", lab.members[i].name)
+                let record = match fault {
+                    DcFault::Fire => lab.burn(dc)?,
+                    DcFault::PowerLoss => lab.power_cut(dc)?,
+                    DcFault::Isolate => lab.isolate(dc)?,
+                    DcFault::Pause => lab.freeze(dc),
+                };
+                run.note(record.start_ns, format!("FAULT: {}", fault.action(&dc_name)));
+                if !record.processes.is_empty() {
+                    run.note(
+                        record.done_ns,
+                        format!(
+                            "fault applied in {:.1} ms to {}",
+                            (record.done_ns - record.start_ns) as f64 / 1e6,
+                            record.processes.join(", ")
+                        ),
+                    );
+                }
+                let power_loss = applied_before
+                    .into_iter()
+                    .map(|(i, applied)| {
+                        let durable = firebreak_raft::inspect::durable_end(&lab.members[i].data_dir);
+                        PowerLossMember {
+                            member: lab.members[i].name.clone(),
+                            applied_index_before: applied,
+                            durable_index_after: durable.as_ref().ok().and_then(|d| d.index()),
+                            error: durable.err(),
+                        }
+                    })
+                    .collect();
+                down.push((dc, fault));
+                awaiting_leader = Some(leader_name.clone());
+                struck.push(Struck {
+                    id: Some(id),
+                    fault: Some(fault),
+                    dc,
+                    member: None,
+                    reason,
+                    leader_before: leader_name,
+                    record,
+                    restored_ns: None,
+                    catch_up: None,
+                    power_loss,
+                });
+            }
+            Action::Up { id } => {
+                let Some(s) = struck.iter_mut().find(|s| s.id == Some(id)) else {
+                    continue;
+                };
+                let (dc, fault) = (s.dc, s.fault.expect("a datacenter fault"));
+                let dc_name = AddressPlan::dc_name(dc);
+                down.retain(|&(d, _)| d != dc);
+                // What the others have applied: the least the restored
+                // members must reach (read locally, since a quorum may not
+                // answer yet).
+                let others: Vec<usize> = reachable_members(&lab, &down)
+                    .into_iter()
+                    .filter(|&i| lab.members[i].dc != dc)
+                    .collect();
+                let target = observe::max_applied_revision(&lab.members, &others, Duration::from_secs(1)).await;
+                let now = monotonic_ns();
+                if fault.kills() {
+                    lab.heal(dc)?;
+                    for i in lab.members_of(dc) {
+                        lab.start_member(i)?;
+                    }
+                    for k in 0..per_dc {
+                        let id = next_client;
+                        next_client += 1;
+                        lab.start_client(&spec(id, dc, k, monotonic_ns() + 200_000_000))?;
+                        tail.follow(lab.client_history(id));
+                        client_ids[dc].push(id);
+                    }
+                } else if fault == DcFault::Isolate {
+                    lab.heal(dc)?;
+                } else {
+                    lab.thaw(dc);
+                }
+                s.restored_ns = Some(now);
+                run.note(now, format!("RESTORE: {}", fault.recovery(&dc_name)));
+                let restored: Vec<_> = lab.members_of(dc).into_iter().map(|i| lab.members[i].clone()).collect();
+                let limit = Duration::from_nanos(end.saturating_sub(now)) + Duration::from_secs(20);
+                s.catch_up = Some((target, tokio::spawn(catch_up(restored, target, limit))));
+            }
+            Action::Restart { member } => {
+                let i = match member {
+                    MemberPick::Index(i) => i,
+                    MemberPick::Leader => match leader {
+                        Some(i) => i,
+                        None => {
+                            run.warn("no member claimed leadership at a restart; restarting the first member");
+                            0
+                        }
                     },
+                };
+                let dc = lab.members[i].dc;
+                if down.iter().any(|&(d, f)| d == dc && f != DcFault::Isolate) {
+                    // Dead or frozen with its datacenter: nothing to restart.
+                    continue;
+                }
+                let record = lab.restart_member(i)?;
+                run.note(
+                    record.start_ns,
+                    format!(
+                        "FAULT: {} killed (SIGKILL) and started again at once{}",
+                        lab.members[i].name,
+                        if Some(i) == leader { " (it led)" } else { "" }
+                    ),
                 );
+                awaiting_leader = Some(leader_name.clone());
+                struck.push(Struck {
+                    id: None,
+                    fault: None,
+                    dc,
+                    member: Some(lab.members[i].name.clone()),
+                    reason: if Some(i) == leader {
+                        "it held the Raft leader".into()
+                    } else {
+                        "chosen by the schedule".into()
+                    },
+                    leader_before: leader_name,
+                    record,
+                    restored_ns: None,
+                    catch_up: None,
+                    power_loss: Vec::new(),
+                });
             }
         }
-        let until = (monotonic_ns() + 500_000_000).min(fault_until);
-        load_phase(&mut lab, &mut run, &mut tail, &phase_label, until, end).await;
     }
-
-    // Restore.
-    let mut catch_up_task = None;
-    let mut restore_ns = None;
-    if let Some(restore_at) = restore_at {
-        // What the survivors have applied: the least the restored members
-        // must reach (read locally, since a quorum may not answer yet).
-        let target = observe::max_applied_revision(&lab.members, &survivors, Duration::from_secs(1)).await;
-        let now = monotonic_ns();
-        match scenario.fault {
-            Fault::Fire => {
-                lab.heal(fault_dc)?;
-                for i in lab.members_of(fault_dc) {
-                    lab.start_member(i)?;
-                }
-                for k in 0..per_dc {
-                    let id = DCS as u64 * per_dc + k + 1;
-                    lab.start_client(&spec(id, fault_dc, monotonic_ns() + 200_000_000))?;
-                    tail.follow(lab.client_history(id));
-                    client_ids[fault_dc].push(id);
-                }
-            }
-            Fault::Isolate => lab.heal(fault_dc)?,
-            Fault::Pause => lab.thaw(fault_dc),
-        }
-        restore_ns = Some(now);
-        run.note(now, format!("RESTORE: {}", scenario.recovery(&fault_dc_name)));
-        let restored: Vec<_> = lab
-            .members_of(fault_dc)
-            .into_iter()
-            .map(|i| lab.members[i].clone())
-            .collect();
-        let limit = Duration::from_nanos(end.saturating_sub(now)) + Duration::from_secs(20);
-        catch_up_task = Some((
-            restore_at,
-            target,
-            tokio::spawn(async move {
-                let mut set = tokio::task::JoinSet::new();
-                for m in restored {
-                    set.spawn(async move {
-                        let at = match target {
-                            Some(t) => observe::wait_caught_up(&m, t, limit).await,
-                            None => None,
-                        };
-                        (m.name.clone(), at)
-                    });
-                }
-                let mut out = Vec::new();
-                while let Some(done) = set.join_next().await {
-                    out.extend(done.ok());
-                }
-                out.sort();
-                out
-            }),
-        ));
-        load_phase(&mut lab, &mut run, &mut tail, "after", end, end).await;
+    wait_noting_leader(&mut lab, &mut run, &mut tail, &down, &mut awaiting_leader, end, end).await;
+    if struck.is_empty() {
+        return Err(DrillError::Internal("the schedule struck no fault".into()));
     }
+    let fault_dc_name = AddressPlan::dc_name(struck[0].dc);
     let relay_cpu_at_end = lab.relay().cpu_ns();
     run.note(end, "load ends");
 
@@ -587,39 +862,50 @@ async fn run_one(plan: &Plan, scenario: &Scenario, dir: &Path) -> Result<Report,
     load_phase(&mut lab, &mut run, &mut tail, "verify", monotonic_ns(), monotonic_ns()).await;
     run.progress.done();
 
-    // Catch-up.
-    let catch_up = match catch_up_task {
-        Some((restore_at, target, task)) => {
-            let members = task.await.unwrap_or_default();
-            let start = restore_ns.unwrap_or(restore_at);
-            let members: Vec<(String, Option<f64>)> = members
-                .into_iter()
-                .map(|(name, at)| (name, at.map(|t| t.saturating_sub(start) as f64 / 1e6)))
-                .collect();
-            let max_ms = if members.iter().all(|(_, v)| v.is_some()) {
-                members.iter().filter_map(|(_, v)| *v).reduce(f64::max)
-            } else {
-                None
-            };
-            if let Some(ms) = max_ms {
-                run.note(
-                    start + (ms * 1e6) as u64,
-                    format!("{fault_dc_name} caught up ({ms:.0} ms after the restore)"),
-                );
-            }
-            Some(CatchUp {
+    // Catch-up of every restored datacenter.
+    let mut catch_ups: Vec<(usize, CatchUp)> = Vec::new();
+    for s in struck.iter_mut() {
+        let (Some((target, task)), Some(start)) = (s.catch_up.take(), s.restored_ns) else {
+            continue;
+        };
+        let members = task.await.unwrap_or_default();
+        let members: Vec<(String, Option<f64>)> = members
+            .into_iter()
+            .map(|(name, at)| (name, at.map(|t| t.saturating_sub(start) as f64 / 1e6)))
+            .collect();
+        let max_ms = if members.iter().all(|(_, v)| v.is_some()) {
+            members.iter().filter_map(|(_, v)| *v).reduce(f64::max)
+        } else {
+            None
+        };
+        if let Some(ms) = max_ms {
+            run.note(
+                start + (ms * 1e6) as u64,
+                format!(
+                    "{} caught up ({ms:.0} ms after the restore)",
+                    AddressPlan::dc_name(s.dc)
+                ),
+            );
+        }
+        catch_ups.push((
+            s.dc,
+            CatchUp {
                 restored_s: run.t(start),
                 target_revision: target,
                 members,
                 max_ms,
-            })
-        }
-        None => None,
-    };
+            },
+        ));
+    }
 
-    // Verify against the store.
-    let still_faulted = restore_at.is_none();
-    let checkable: Vec<usize> = if still_faulted { survivors.clone() } else { all.clone() };
+    // Verify against the store, through the members of every datacenter
+    // that is up (all of them, unless one was never restored).
+    let survivors = reachable_members(&lab, &down);
+    let checkable: Vec<usize> = if down.is_empty() {
+        all.clone()
+    } else {
+        survivors.clone()
+    };
     let final_read: Result<FinalRead, String> =
         final_read(&lab.members, &survivors, KEY_PREFIX, Duration::from_secs(30)).await;
     match &final_read {
@@ -724,7 +1010,7 @@ async fn run_one(plan: &Plan, scenario: &Scenario, dir: &Path) -> Result<Report,
         name: "no_lost_writes".into(),
         status: if !lost_writes.is_empty() || !misplaced.is_empty() {
             Status::Fail
-        } else if final_read.is_err() || findings.as_ref().map_or(true, |f| f.unverifiable > 0) {
+        } else if final_read.is_err() || findings.as_ref().is_none_or(|f| f.unverifiable > 0) {
             Status::Unknown
         } else {
             Status::Pass
@@ -753,16 +1039,32 @@ async fn run_one(plan: &Plan, scenario: &Scenario, dir: &Path) -> Result<Report,
             "the store's history could not be read".into()
         },
     });
+    // The workloads beyond registers, each against the store's history.
+    let workloads = check_workloads(&dir.join("clients"), store_history.as_ref(), zero);
+    for w in &workloads {
+        checks.push(CheckResult {
+            name: w.name.clone(),
+            status: match w.status {
+                Verdict::Pass => Status::Pass,
+                Verdict::Fail => Status::Fail,
+                Verdict::Unknown => Status::Unknown,
+            },
+            from_history: false,
+            detail: w.detail.clone(),
+        });
+    }
     checks.push(CheckResult {
         name: "replicas_agree".into(),
         status: if agreement.agree { Status::Pass } else { Status::Fail },
         from_history: false,
         detail: agreement.detail.clone(),
     });
+    let rel = |ns: u64| ns.saturating_sub(zero);
+    let first = &struck[0];
     let timeline = Timeline {
-        fault_ns: record.start_ns.saturating_sub(zero),
-        fault_done_ns: record.done_ns.saturating_sub(zero),
-        restore_ns: restore_ns.map(|r| r.saturating_sub(zero)),
+        fault_ns: rel(first.record.start_ns),
+        fault_done_ns: rel(first.record.done_ns),
+        restore_ns: first.restored_ns.map(rel),
         end_ns: end - zero,
     };
     let dc_names: Vec<String> = (0..DCS).map(AddressPlan::dc_name).collect();
@@ -771,8 +1073,46 @@ async fn run_one(plan: &Plan, scenario: &Scenario, dir: &Path) -> Result<Report,
     } else {
         1_000_000_000
     };
-    let measurements = measure(&events, &dc_names, &fault_dc_name, timeline, bin_ns);
-    let rto = &measurements.rto;
+    let mut measurements = measure(&events, &dc_names, &fault_dc_name, timeline, bin_ns);
+    // Recovery after each fault, of the clients of the datacenters it did
+    // not strike (a restart strikes one member's datacenter).
+    let fault_rtos: Vec<Option<f64>> = struck
+        .iter()
+        .map(|s| rto_after(&events, &dc_names, &[dc_names[s.dc].as_str()], rel(s.record.start_ns)).rto_ms)
+        .collect();
+    let (rto, rto_what) = match scenario.fault {
+        Fault::Dc(_) => (measurements.rto.clone(), "after the fault".to_owned()),
+        Fault::Restart => {
+            // The worst restart; `None` if after one a client never recovered.
+            let worst = struck
+                .iter()
+                .map(|s| rto_after(&events, &dc_names, &[dc_names[s.dc].as_str()], rel(s.record.start_ns)))
+                .max_by(|a, b| match (a.rto_ms, b.rto_ms) {
+                    (None, None) => std::cmp::Ordering::Equal,
+                    (None, _) => std::cmp::Ordering::Greater,
+                    (_, None) => std::cmp::Ordering::Less,
+                    (Some(x), Some(y)) => x.total_cmp(&y),
+                })
+                .unwrap_or_default();
+            (worst, format!("after the worst of {} restarts", struck.len()))
+        }
+        Fault::Chaos => {
+            // Service comes back for everyone once the last fault is over.
+            let last = struck
+                .iter()
+                .map(|s| s.restored_ns.unwrap_or(s.record.done_ns))
+                .max()
+                .unwrap_or(first.record.start_ns);
+            (
+                rto_after(&events, &dc_names, &[], rel(last)),
+                format!(
+                    "after the last of {} faults was undone, in every datacenter",
+                    struck.len()
+                ),
+            )
+        }
+    };
+    measurements.rto = rto.clone();
     checks.push(CheckResult {
         name: "recovered".into(),
         status: match rto.rto_ms {
@@ -782,39 +1122,43 @@ async fn run_one(plan: &Plan, scenario: &Scenario, dir: &Path) -> Result<Report,
         from_history: false,
         detail: match rto.rto_ms {
             Some(ms) => format!(
-                "every client of the other datacenters completed a write and a linearizable read {ms:.0} ms after \
-                 the fault at worst (write {:.0} ms, read {:.0} ms; bound {} ms)",
+                "every client of the datacenters not struck completed a write and a linearizable read {ms:.0} ms \
+                 {rto_what} at worst (write {:.0} ms, read {:.0} ms; bound {} ms)",
                 rto.write_ms.unwrap_or(0.0),
                 rto.read_ms.unwrap_or(0.0),
                 args.max_rto_ms
             ),
             None => format!(
-                "clients {:?} of the other datacenters never completed both a write and a read after the fault",
+                "clients {:?} of the datacenters not struck never completed both a write and a read {rto_what}",
                 rto.unrecovered_clients
             ),
         },
     });
-    if scenario.fault == Fault::Isolate {
-        let heal = timeline.restore_ns.unwrap_or(u64::MAX);
-        let served = served_while_cut(&events, &fault_dc_name, timeline.fault_done_ns, heal);
-        let tried = events
-            .iter()
-            .filter(|e| {
-                e.dc.as_deref() == Some(fault_dc_name.as_str())
-                    && e.client != 0
-                    && e.invoke_ns >= timeline.fault_done_ns
-                    && e.invoke_ns < heal
-            })
-            .count();
+    let cuts: Vec<&Struck> = struck.iter().filter(|s| s.fault == Some(DcFault::Isolate)).collect();
+    if !cuts.is_empty() {
+        let (mut served, mut tried) = (Vec::new(), 0);
+        for s in &cuts {
+            let name = &dc_names[s.dc];
+            let (from, to) = (rel(s.record.done_ns), s.restored_ns.map_or(u64::MAX, rel));
+            served.extend(served_while_cut(&events, name, from, to));
+            tried += events
+                .iter()
+                .filter(|e| {
+                    e.dc.as_deref() == Some(name.as_str()) && e.client != 0 && e.invoke_ns >= from && e.invoke_ns < to
+                })
+                .count();
+        }
+        let names: Vec<&str> = cuts.iter().map(|s| dc_names[s.dc].as_str()).collect();
+        let names = names.join(", ");
         checks.push(CheckResult {
             name: "isolated_dc_served_nothing".into(),
             status: if served.is_empty() { Status::Pass } else { Status::Fail },
             from_history: false,
             detail: if served.is_empty() {
-                format!("none of the {tried} operations {fault_dc_name}'s clients tried while it was cut off succeeded")
+                format!("none of the {tried} operations the clients of {names} tried while cut off succeeded")
             } else {
                 format!(
-                    "{} operation(s) of {fault_dc_name}'s clients succeeded while it was cut off: {}",
+                    "{} operation(s) of the clients of {names} succeeded while cut off: {}",
                     served.len(),
                     served
                         .iter()
@@ -826,24 +1170,49 @@ async fn run_one(plan: &Plan, scenario: &Scenario, dir: &Path) -> Result<Report,
             },
         });
     }
-    if let Some(c) = &catch_up {
+    let cut_power: Vec<&PowerLossMember> = struck.iter().flat_map(|s| &s.power_loss).collect();
+    if struck.iter().any(|s| s.fault == Some(DcFault::PowerLoss)) {
+        checks.push(power_loss_check(&cut_power));
+    }
+    if !catch_ups.is_empty() {
+        let stuck: Vec<String> = catch_ups
+            .iter()
+            .filter(|(_, c)| c.target_revision.is_some() && c.max_ms.is_none())
+            .map(|(dc, c)| format!("{} (revision {})", dc_names[*dc], c.target_revision.unwrap_or(0)))
+            .collect();
+        let unknown = catch_ups.iter().any(|(_, c)| c.target_revision.is_none());
+        let slowest = catch_ups.iter().filter_map(|(_, c)| c.max_ms).reduce(f64::max);
         checks.push(CheckResult {
             name: "restored_dc_caught_up".into(),
-            status: match (c.target_revision, c.max_ms) {
-                (None, _) => Status::Unknown,
-                (Some(_), Some(_)) => Status::Pass,
-                (Some(_), None) => Status::Fail,
+            status: if !stuck.is_empty() {
+                Status::Fail
+            } else if unknown {
+                Status::Unknown
+            } else {
+                Status::Pass
             },
             from_history: false,
-            detail: match (c.target_revision, c.max_ms) {
-                (None, _) => "no surviving member answered at the restore".into(),
-                (Some(t), Some(ms)) => {
-                    format!(
-                        "{fault_dc_name}'s members applied revision {t} (the survivors' at the restore) {ms:.0} ms \
-                         after it"
-                    )
-                }
-                (Some(t), None) => format!("a member of {fault_dc_name} never applied revision {t}"),
+            detail: if !stuck.is_empty() {
+                format!(
+                    "restored members never applied what the others had at the restore: {}",
+                    stuck.join(", ")
+                )
+            } else if unknown {
+                "no other member answered at a restore".into()
+            } else if let [(dc, c)] = catch_ups.as_slice() {
+                format!(
+                    "{}'s members applied revision {} (the survivors' at the restore) {:.0} ms after it",
+                    dc_names[*dc],
+                    c.target_revision.unwrap_or(0),
+                    c.max_ms.unwrap_or(0.0)
+                )
+            } else {
+                format!(
+                    "each of {} restored datacenters applied what the others had at its restore, {:.0} ms after it \
+                     at worst",
+                    catch_ups.len(),
+                    slowest.unwrap_or(0.0)
+                )
             },
         });
     }
@@ -885,9 +1254,9 @@ async fn run_one(plan: &Plan, scenario: &Scenario, dir: &Path) -> Result<Report,
     let report = Report {
         schema: report::SCHEMA,
         scenario: scenario.name.to_owned(),
-        seed: plan.seed,
+        seed,
         fault_dc: fault_dc_name.clone(),
-        fault_dc_reason,
+        fault_dc_reason: first.reason.clone(),
         verdict,
         history_verdict,
         linearizable: check.linearizable,
@@ -927,11 +1296,11 @@ async fn run_one(plan: &Plan, scenario: &Scenario, dir: &Path) -> Result<Report,
         },
         timeline: TimelineReport {
             clock_zero_ns: zero,
-            fault_s: run.t(record.start_ns),
-            fault_done_s: run.t(record.done_ns),
-            restore_s: restore_ns.map(|r| run.t(r)),
+            fault_s: run.t(first.record.start_ns),
+            fault_done_s: run.t(first.record.done_ns),
+            restore_s: first.restored_ns.map(|r| run.t(r)),
             end_s: run.t(end),
-            leader_before,
+            leader_before: first.leader_before.clone(),
             leader_after,
             events: {
                 let mut m = run.moments.clone();
@@ -940,7 +1309,7 @@ async fn run_one(plan: &Plan, scenario: &Scenario, dir: &Path) -> Result<Report,
             },
         },
         measurements,
-        catch_up,
+        catch_up: catch_ups.first().map(|(_, c)| c.clone()),
         replicas: Some(agreement),
         relay,
         history: HistorySummary {
@@ -957,6 +1326,24 @@ async fn run_one(plan: &Plan, scenario: &Scenario, dir: &Path) -> Result<Report,
         duration_s: (monotonic_ns() - started) as f64 / 1e9,
         firebreak_version: env!("CARGO_PKG_VERSION").into(),
         warnings,
+        workloads,
+        faults: struck
+            .iter()
+            .zip(&fault_rtos)
+            .map(|(s, rto)| FaultReport {
+                kind: s.fault.map_or("restart", dc_fault_name).to_owned(),
+                dc: dc_names[s.dc].clone(),
+                member: s.member.clone(),
+                reason: s.reason.clone(),
+                t_s: run.t(s.record.start_ns),
+                done_s: run.t(s.record.done_ns),
+                restored_s: s.restored_ns.map(|r| run.t(r)),
+                processes: s.record.processes.clone(),
+                leader_before: s.leader_before.clone(),
+                rto_ms: *rto,
+                power_loss: s.power_loss.clone(),
+            })
+            .collect(),
     };
     report.write_json(dir)?;
     let html_path = dir.join("report.html");

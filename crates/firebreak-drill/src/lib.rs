@@ -48,6 +48,7 @@ mod progress;
 pub mod relay;
 pub mod report;
 pub mod scenario;
+pub mod schedule;
 mod summary;
 mod verdict;
 pub mod verify;

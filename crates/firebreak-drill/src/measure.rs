@@ -13,7 +13,8 @@
 //!   compare-and-set answered `ok`; a read is a linearizable get answered
 //!   `ok`.
 //! - The headline `rto_ms` is the worst RTO over the clients of the
-//!   datacenters that were not faulted; it is `null` when one of them never
+//!   datacenters that were not faulted (a client that invoked nothing after
+//!   the fault, killed by an earlier one, does not count); it is `null` when one of them never
 //!   recovered (listed in `unrecovered_clients`), never a flattering number.
 
 use std::collections::BTreeMap;
@@ -209,13 +210,11 @@ fn client_events(events: &[HistoryEvent]) -> impl Iterator<Item = &HistoryEvent>
     events.iter().filter(|e| e.client != DRILL_CLIENT)
 }
 
-/// Computes every measurement. `dcs` lists the datacenters in order;
-/// `fault_dc` is the faulted one.
-pub fn measure(events: &[HistoryEvent], dcs: &[String], fault_dc: &str, t: Timeline, bin_ns: u64) -> Measurements {
-    let dc_of = |e: &HistoryEvent| e.dc.clone().unwrap_or_default();
+/// The clients of each datacenter, by the datacenter their events name.
+fn clients_by_dc(events: &[HistoryEvent], dcs: &[String]) -> BTreeMap<String, Vec<u64>> {
     let mut clients_by_dc: BTreeMap<String, Vec<u64>> = dcs.iter().map(|d| (d.clone(), Vec::new())).collect();
     for e in client_events(events) {
-        let list = clients_by_dc.entry(dc_of(e)).or_default();
+        let list = clients_by_dc.entry(e.dc.clone().unwrap_or_default()).or_default();
         if !list.contains(&e.client) {
             list.push(e.client);
         }
@@ -223,16 +222,30 @@ pub fn measure(events: &[HistoryEvent], dcs: &[String], fault_dc: &str, t: Timel
     for list in clients_by_dc.values_mut() {
         list.sort_unstable();
     }
+    clients_by_dc
+}
 
-    // RTO of the surviving datacenters' clients.
+/// Recovery after a fault at `from_ns` of the clients of every datacenter
+/// not in `skip` (see the module docs for what counts).
+pub fn rto_after(events: &[HistoryEvent], dcs: &[String], skip: &[&str], from_ns: u64) -> Rto {
+    rto_of(events, &clients_by_dc(events, dcs), skip, from_ns)
+}
+
+fn rto_of(events: &[HistoryEvent], clients_by_dc: &BTreeMap<String, Vec<u64>>, skip: &[&str], from_ns: u64) -> Rto {
     let mut rto = Rto::default();
-    for (dc, clients) in &clients_by_dc {
-        if dc == fault_dc {
+    for (dc, clients) in clients_by_dc {
+        if skip.contains(&dc.as_str()) {
             continue;
         }
         for &client in clients {
+            // A client that invoked nothing after the fault was gone (killed
+            // with its datacenter by an earlier fault): it has nothing to
+            // recover.
+            if !client_events(events).any(|e| e.client == client && e.invoke_ns >= from_ns) {
+                continue;
+            }
             let after: Vec<&HistoryEvent> = client_events(events)
-                .filter(|e| e.client == client && e.invoke_ns >= t.fault_ns && e.outcome == Outcome::Ok)
+                .filter(|e| e.client == client && e.invoke_ns >= from_ns && e.outcome == Outcome::Ok)
                 .collect();
             let first = |pred: &dyn Fn(&Operation) -> bool| {
                 after
@@ -240,7 +253,7 @@ pub fn measure(events: &[HistoryEvent], dcs: &[String], fault_dc: &str, t: Timel
                     .filter(|e| pred(&e.op))
                     .filter_map(|e| e.complete_ns)
                     .min()
-                    .map(|done| ms(done.saturating_sub(t.fault_ns)))
+                    .map(|done| ms(done.saturating_sub(from_ns)))
             };
             let write_ms = first(&is_write);
             let read_ms = first(&|op| matches!(op, Operation::Get { .. }));
@@ -263,6 +276,17 @@ pub fn measure(events: &[HistoryEvent], dcs: &[String], fault_dc: &str, t: Timel
     } else {
         None
     };
+    rto
+}
+
+/// Computes every measurement. `dcs` lists the datacenters in order;
+/// `fault_dc` is the faulted one.
+pub fn measure(events: &[HistoryEvent], dcs: &[String], fault_dc: &str, t: Timeline, bin_ns: u64) -> Measurements {
+    let dc_of = |e: &HistoryEvent| e.dc.clone().unwrap_or_default();
+    let clients_by_dc = clients_by_dc(events, dcs);
+
+    // RTO of the surviving datacenters' clients.
+    let rto = rto_of(events, &clients_by_dc, &[fault_dc], t.fault_ns);
 
     // Per datacenter.
     let fault_end = t.restore_ns.unwrap_or(t.end_ns);

@@ -56,7 +56,7 @@ impl Progress {
             eprint!("\r\x1b[2K{line}");
             let _ = std::io::stderr().flush();
             self.line_open = true;
-        } else if self.last_plain.map_or(true, |t| t.elapsed() >= Duration::from_secs(5)) {
+        } else if self.last_plain.is_none_or(|t| t.elapsed() >= Duration::from_secs(5)) {
             eprintln!("{line}");
             self.last_plain = Some(Instant::now());
         }

@@ -91,3 +91,126 @@ pub fn write(out: &Path, reports: &[(Report, PathBuf)]) -> Result<(), DrillError
     eprintln!("summary: {}", html_path.display());
     Ok(())
 }
+
+/// One scenario's line of a sweep (`--runs N`), as in `sweep.json`.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct SweepLine {
+    /// Scenario.
+    pub scenario: String,
+    /// Drills run.
+    pub runs: usize,
+    /// Verdicts.
+    pub pass: usize,
+    pub fail: usize,
+    pub unknown: usize,
+    /// Acknowledged writes lost, over all runs.
+    pub lost_writes: usize,
+    /// Median and 99th percentile of the runs' headline RTO, ms, over the
+    /// runs that have one (a run whose client never recovered has none and
+    /// FAILs).
+    pub rto_p50_ms: Option<f64>,
+    pub rto_p99_ms: Option<f64>,
+    /// The runs' report directories that did not PASS, relative to the sweep.
+    pub not_passed: Vec<String>,
+}
+
+/// The nearest-rank percentile of sorted `values`.
+fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    Some(sorted[rank - 1])
+}
+
+/// The sweep's lines, one per scenario in the order first run.
+pub fn sweep_lines(out: &Path, reports: &[(Report, PathBuf)]) -> Vec<SweepLine> {
+    let mut order: Vec<String> = Vec::new();
+    for (r, _) in reports {
+        if !order.contains(&r.scenario) {
+            order.push(r.scenario.clone());
+        }
+    }
+    order
+        .into_iter()
+        .map(|scenario| {
+            let mine: Vec<&(Report, PathBuf)> = reports.iter().filter(|(r, _)| r.scenario == scenario).collect();
+            let count = |v: firebreak_check::Verdict| mine.iter().filter(|(r, _)| r.verdict == v).count();
+            let mut rtos: Vec<f64> = mine.iter().filter_map(|(r, _)| r.rto_ms).collect();
+            rtos.sort_by(f64::total_cmp);
+            SweepLine {
+                runs: mine.len(),
+                pass: count(firebreak_check::Verdict::Pass),
+                fail: count(firebreak_check::Verdict::Fail),
+                unknown: count(firebreak_check::Verdict::Unknown),
+                lost_writes: mine.iter().map(|(r, _)| r.acknowledged_writes_lost).sum(),
+                rto_p50_ms: percentile(&rtos, 0.50),
+                rto_p99_ms: percentile(&rtos, 0.99),
+                not_passed: mine
+                    .iter()
+                    .filter(|(r, _)| r.verdict != firebreak_check::Verdict::Pass)
+                    .map(|(_, dir)| {
+                        dir.strip_prefix(out)
+                            .map(|p| p.display().to_string())
+                            .unwrap_or_else(|_| dir.display().to_string())
+                    })
+                    .collect(),
+                scenario,
+            }
+        })
+        .collect()
+}
+
+/// Writes `sweep.json` and `sweep.md` into `out` and prints the table.
+pub fn write_sweep(out: &Path, reports: &[(Report, PathBuf)]) -> Result<(), DrillError> {
+    let lines = sweep_lines(out, reports);
+    let json_path = out.join("sweep.json");
+    let text = serde_json::to_string_pretty(&lines).expect("a sweep always serializes");
+    std::fs::write(&json_path, text + "\n").map_err(DrillError::io("cannot write the sweep", &json_path))?;
+    let ms = |v: Option<f64>| v.map_or("n/a".to_owned(), |v| format!("{v:.0}"));
+    let mut table = String::from(
+        "| scenario | runs | PASS | FAIL | UNKNOWN | lost writes | RTO p50 ms | RTO p99 ms |\n\
+         | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+    );
+    for l in &lines {
+        let _ = writeln!(
+            table,
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            l.scenario,
+            l.runs,
+            l.pass,
+            l.fail,
+            l.unknown,
+            l.lost_writes,
+            ms(l.rto_p50_ms),
+            ms(l.rto_p99_ms)
+        );
+    }
+    let not_passed: Vec<&String> = lines.iter().flat_map(|l| &l.not_passed).collect();
+    if !not_passed.is_empty() {
+        table.push_str("\nRuns that did not pass:\n\n");
+        for dir in &not_passed {
+            let _ = writeln!(table, "- {dir}/report.html");
+        }
+    }
+    let md_path = out.join("sweep.md");
+    std::fs::write(&md_path, &table).map_err(DrillError::io("cannot write the sweep", &md_path))?;
+    eprintln!();
+    eprint!("{table}");
+    eprintln!("sweep: {}", md_path.display());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percentile;
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&v, 0.5), Some(50.0));
+        assert_eq!(percentile(&v, 0.99), Some(99.0));
+        assert_eq!(percentile(&[7.0], 0.99), Some(7.0));
+        assert_eq!(percentile(&[], 0.5), None);
+    }
+}

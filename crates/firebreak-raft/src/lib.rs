@@ -16,7 +16,9 @@
 #![allow(clippy::result_large_err)]
 
 pub mod concurrency;
+pub mod durable_dir;
 pub mod error;
+pub mod inspect;
 mod leases;
 pub mod lessor;
 pub mod log_store;

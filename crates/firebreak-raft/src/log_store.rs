@@ -200,7 +200,20 @@ impl LogStore {
             entries: recovered.entries,
             last_purged: recovered.purged,
         };
-        let vote = recovered.vote.map(|v| resume_without_leadership(v, early_as_leader));
+        // Failpoint `restart-resumes-leadership` (the `failpoints` feature
+        // only): the fast-restart hole of issue 9 again, for the drill to
+        // catch (with `leader-log-write=sleep(..)` to widen the window).
+        #[cfg(feature = "failpoints")]
+        let resumes = fail::eval("restart-resumes-leadership", |_| ()).is_some();
+        #[cfg(not(feature = "failpoints"))]
+        let resumes = false;
+        let vote = recovered.vote.map(|v| {
+            if resumes {
+                v
+            } else {
+                resume_without_leadership(v, early_as_leader)
+            }
+        });
         let committed = recovered.committed;
         let (writer, queue) = mpsc::channel();
         let durability = Durability::new();

@@ -154,7 +154,7 @@ impl Node {
     /// Moves the leadership to `target` (a voter): it campaigns, and the
     /// call waits until it leads. Only the leader accepts it, as in etcd.
     pub async fn move_leader(&self, target: u64) -> Result<(), NodeError> {
-        if self.serving_term().is_none() {
+        if self.serving_term_soon().await.is_none() {
             return Err(NodeError::NotLeader);
         }
         if target == self.id {

@@ -116,7 +116,16 @@ impl Node {
                 self.request_timeout,
                 |node| {
                     let change = change.clone();
-                    async move { Ok(node.leader_change_members(change).await) }
+                    async move {
+                        match node.leader_change_members(change).await {
+                            // Not serving as leader (any more): ask again,
+                            // here or at the leader.
+                            Err(MembershipError::Unavailable(_)) if node.serving_term().is_none() => {
+                                Err(ForwardError::NotLeader)
+                            }
+                            other => Ok(other),
+                        }
+                    }
                 },
                 PeerRequest::Membership(change.clone()),
                 |resp| match resp {
@@ -138,7 +147,7 @@ impl Node {
     }
 
     pub(crate) async fn leader_change_members(&self, change: MembershipChange) -> Result<NodeId, MembershipError> {
-        if self.serving_term().is_none() {
+        if self.serving_term_soon().await.is_none() {
             return Err(MembershipError::Unavailable("not the leader".into()));
         }
         let config = self.raft.metrics().borrow().membership_config.clone();

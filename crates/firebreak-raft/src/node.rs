@@ -385,7 +385,7 @@ impl Node {
     }
 
     /// Proposes `cmd` to the local Raft and waits for its result.
-    async fn propose(&self, cmd: WriteCommand, deadline: Instant) -> Result<Proposal, NodeError> {
+    pub(crate) async fn propose(&self, cmd: WriteCommand, deadline: Instant) -> Result<Proposal, NodeError> {
         #[cfg(feature = "failpoints")]
         if let Some(fake) = self.ack_before_replication(&cmd).await {
             return Ok(Proposal::Done(fake));
@@ -650,7 +650,7 @@ async fn serve_peer_connection(mut stream: TcpStream, node: std::sync::Weak<Node
             PeerRequest::Membership(change) => {
                 let result = node.leader_change_members(change).await;
                 PeerResponse::Membership(match result {
-                    Err(crate::membership::MembershipError::Unavailable(e)) if node.leading_term().is_none() => {
+                    Err(crate::membership::MembershipError::Unavailable(e)) if node.serving_term().is_none() => {
                         tracing::debug!(error = %e, "membership change sent to a non-leader");
                         Err(ForwardError::NotLeader)
                     }

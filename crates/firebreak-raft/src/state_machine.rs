@@ -167,7 +167,7 @@ impl SnapshotSlot {
 /// Writes the snapshot a restored member starts from: `replica` with no
 /// log behind it.
 pub fn write_initial_snapshot(dir: &Path, replica: &Replica) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
+    crate::durable_dir::create_dir_durably(dir)?;
     let meta = SnapshotMeta {
         last_log_id: None,
         last_membership: replica.membership.clone(),
@@ -194,11 +194,19 @@ fn read_snapshot_file(dir: &Path) -> Result<Option<(Vec<u8>, SnapshotFile)>, Sto
     Ok(Some((bytes, file)))
 }
 
+/// The last log id the snapshot file in `dir` covers (`None`: no snapshot,
+/// or one of a restored member, which covers no log).
+pub(crate) fn snapshot_last_log_id(dir: &Path) -> Result<Option<LogId>, String> {
+    Ok(read_snapshot_file(dir)
+        .map_err(|e| e.to_string())?
+        .and_then(|(_, file)| file.meta.last_log_id))
+}
+
 impl StateMachine {
     /// Opens the state machine in `dir`, loading the latest snapshot.
     /// Temporary files left by a crash are removed.
     pub fn open(dir: &Path) -> Result<StateMachine, StorageError> {
-        std::fs::create_dir_all(dir).map_err(|e| snap_err(ErrorVerb::Read, e))?;
+        crate::durable_dir::create_dir_durably(dir).map_err(|e| snap_err(ErrorVerb::Write, e))?;
         remove_temporaries(dir).map_err(|e| snap_err(ErrorVerb::Write, e))?;
         let (replica, on_disk) = match read_snapshot_file(dir)? {
             Some((_, file)) => (file.replica, Some(file.meta.last_log_id)),

@@ -610,6 +610,36 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// What the segments in `dir` replay to, read-only: nothing is cut,
+/// removed or synced (for inspecting a stopped member's log). A torn tail
+/// ends the log as it would on start-up; corruption is an error.
+pub(crate) fn inspect(dir: &Path) -> std::io::Result<Recovered> {
+    let mut numbers = Vec::new();
+    for item in std::fs::read_dir(dir)? {
+        let name = item?.file_name();
+        let name = name.to_string_lossy();
+        if let Some(hex) = name.strip_suffix(".wal") {
+            let number = u64::from_str_radix(hex, 16)
+                .map_err(|_| invalid(format!("unexpected file {name} in {}", dir.display())))?;
+            numbers.push(number);
+        }
+    }
+    numbers.sort_unstable();
+    let mut state = Recovered::default();
+    for (i, &number) in numbers.iter().enumerate() {
+        let path = dir.join(segment_name(number));
+        let replayed = replay_segment(&path, number, &mut state)?;
+        if let (Some(why), true) = (replayed.torn, i + 1 < numbers.len()) {
+            return Err(invalid(format!(
+                "the Raft log is corrupt: {why} at byte {} of {}, which is not the last segment",
+                replayed.whole,
+                path.display()
+            )));
+        }
+    }
+    Ok(state)
+}
+
 impl Wal {
     /// Opens the segments in `dir` (creating the first if there is none)
     /// and replays them.
@@ -618,7 +648,7 @@ impl Wal {
     }
 
     fn open_with(dir: &Path, segment_bytes: u64) -> std::io::Result<(Wal, Recovered)> {
-        std::fs::create_dir_all(dir)?;
+        crate::durable_dir::create_dir_durably(dir)?;
         if dir.join("raft-log.redb").exists() {
             return Err(invalid(format!(
                 "{} holds a Raft log in the redb format of earlier Firebreak versions, which this version \
@@ -740,7 +770,17 @@ impl Wal {
             }
         }
         self.file.write_all_at(&buf, self.size)?;
-        self.file.sync_data()?;
+        // Failpoint `ack-before-fsync` (the `failpoints` feature only): the
+        // write is reported done, and so acknowledged and applied, without
+        // its fsync: only a power cut shows the difference, and the
+        // drill's `power-loss` scenario must catch it.
+        #[cfg(feature = "failpoints")]
+        let skip_sync = fail::eval("ack-before-fsync", |_| ()).is_some();
+        #[cfg(not(feature = "failpoints"))]
+        let skip_sync = false;
+        if !skip_sync {
+            self.file.sync_data()?;
+        }
         self.size += buf.len() as u64;
         self.chain = chain_after(self.chain, &buf);
         // The first segment waits until it is half full, so that a member

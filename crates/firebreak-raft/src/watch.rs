@@ -222,6 +222,17 @@ impl WatchSession {
                         e
                     })
                     .collect();
+                // Failpoint `watch-skip-event` (the `failpoints` feature
+                // only): `watch-skip-event=return(N)` drops every event
+                // whose revision is a multiple of N, a watch that skips
+                // events, for the drill to catch.
+                #[cfg(feature = "failpoints")]
+                let events: Vec<Event> = match fail::eval("watch-skip-event", |arg| {
+                    arg.and_then(|a| a.parse::<i64>().ok()).unwrap_or(10).max(1)
+                }) {
+                    Some(n) => events.into_iter().filter(|e| e.kv.mod_revision % n != 0).collect(),
+                    None => events,
+                };
                 if events.is_empty() {
                     return Vec::new();
                 }

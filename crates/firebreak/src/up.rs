@@ -107,7 +107,8 @@ fn spawn_member(exe: &Path, config: &Path, log: &Path) -> anyhow::Result<Child> 
 
 pub fn run(args: UpArgs) -> anyhow::Result<()> {
     let members = layout(&args)?;
-    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("cannot create {}", args.data_dir.display()))?;
+    firebreak_raft::durable_dir::create_dir_durably(&args.data_dir)
+        .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
     let data_dir = args.data_dir.canonicalize()?;
     let exe = std::env::current_exe().context("cannot find the firebreak executable")?;
 

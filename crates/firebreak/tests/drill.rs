@@ -71,6 +71,27 @@ fn runnable(test: &str) -> bool {
     }
 }
 
+/// Whether the power-cut layer (FUSE) can run here; in CI it must.
+fn fuse_runnable(test: &str) -> bool {
+    let why = if unsafe { libc::geteuid() } != 0 {
+        Some("not root")
+    } else if !Path::new("/dev/fuse").exists() {
+        Some("/dev/fuse is missing")
+    } else {
+        None
+    };
+    match why {
+        None => true,
+        Some(why) if std::env::var_os("CI").is_some() => {
+            panic!("{test}: in CI the power-loss drill must run, but {why}")
+        }
+        Some(why) => {
+            eprintln!("skipping {test}: {why} (power cuts need FUSE)");
+            false
+        }
+    }
+}
+
 /// A drill process, stopped (SIGTERM, so it removes what it created) if the
 /// test ends before it does.
 struct DrillProcess {
@@ -270,22 +291,17 @@ fn check_names(report: &serde_json::Value) -> Vec<(String, String)> {
         .collect()
 }
 
-/// A short drill that must pass.
+/// A short drill that must pass: `extra` flags replace the defaults of the
+/// same name.
 fn passing_drill(scenario: &str, seed: &str, extra: &[&str]) -> Outcome {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join(scenario);
-    let mut args = vec![
-        "--scenario",
-        scenario,
-        "--duration",
-        "25",
-        "--fault-at",
-        "8",
-        "--restore-after",
-        "8",
-        "--seed",
-        seed,
-    ];
+    let mut args = vec!["--scenario", scenario, "--seed", seed];
+    for (flag, default) in [("--duration", "25"), ("--fault-at", "8"), ("--restore-after", "8")] {
+        if !extra.contains(&flag) {
+            args.extend([flag, default]);
+        }
+    }
     args.extend_from_slice(extra);
     let mut outcome = run_drill(Path::new(BIN), &out, &args, &[], Duration::from_secs(240));
     outcome._dir = Some(dir);
@@ -432,6 +448,257 @@ fn a_leader_that_acks_before_replicating_fails_the_drill() {
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(html.contains("Lost writes"), "report.html lists the lost writes");
     assert_check_agrees(&outcome);
+}
+
+/// The workload checks of a drill run with the default (mixed) workload:
+/// each of bank, ranges, locks and watches ran and passed.
+fn assert_workloads_passed(report: &serde_json::Value) {
+    let checks = check_names(report);
+    for name in ["bank", "ranges", "locks", "watches"] {
+        assert!(
+            checks.contains(&(name.into(), "pass".into())),
+            "the {name} workload did not run or did not pass: {checks:?}"
+        );
+    }
+}
+
+/// A drill with a failpoint that must FAIL, with `check` among the failed
+/// checks.
+fn failing_drill(scenario: &str, seed: &str, failpoints: &str, check: &str, extra: &[&str]) -> Outcome {
+    let bin = failpoints_binary();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join(scenario);
+    let mut args = vec![
+        "--scenario",
+        scenario,
+        "--duration",
+        "25",
+        "--fault-at",
+        "8",
+        "--restore-after",
+        "10",
+        "--seed",
+        seed,
+    ];
+    args.extend_from_slice(extra);
+    let mut outcome = run_drill(
+        &bin,
+        &out,
+        &args,
+        &[("FAILPOINTS", failpoints)],
+        Duration::from_secs(300),
+    );
+    outcome._dir = Some(dir);
+    let r = &outcome.report;
+    let diagnosis = format!("checks: {:#}\ndrill output:\n{}", r["checks"], tail(&outcome.log, 40));
+    assert_eq!(
+        r["verdict"], "FAIL",
+        "{failpoints} did not fail the {scenario} drill; {diagnosis}"
+    );
+    assert_eq!(outcome.code, Some(1), "{diagnosis}");
+    assert_eq!(r["settings"]["failpoints"], failpoints);
+    assert!(
+        check_names(r).contains(&(check.into(), "fail".into())),
+        "{failpoints}: the {check} check did not fail; {diagnosis}"
+    );
+    outcome
+}
+
+#[test]
+fn restart_drill_passes_with_the_leader_restarted_again_and_again() {
+    if !runnable("restart_drill_passes_with_the_leader_restarted_again_and_again") {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let outcome = passing_drill("restart", "106", &[]);
+    let faults = outcome.report["faults"].as_array().unwrap();
+    assert!(faults.len() >= 3, "too few restarts: {faults:#?}");
+    assert!(faults.iter().all(|f| f["kind"] == "restart" && f["member"].is_string()));
+    assert!(
+        faults.iter().any(|f| f["reason"].as_str().unwrap().contains("leader")),
+        "the leader was never restarted: {faults:#?}"
+    );
+    assert_workloads_passed(&outcome.report);
+}
+
+#[test]
+fn power_loss_drill_passes_and_keeps_what_members_applied() {
+    if !runnable("power_loss_drill_passes_and_keeps_what_members_applied")
+        || !fuse_runnable("power_loss_drill_passes_and_keeps_what_members_applied")
+    {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let outcome = passing_drill("power-loss", "107", &[]);
+    let checks = check_names(&outcome.report);
+    assert!(
+        checks.contains(&("power_loss_kept_applied".into(), "pass".into())),
+        "{checks:?}"
+    );
+    let cut = &outcome.report["faults"][0]["power_loss"];
+    assert!(
+        cut.as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["applied_index_before"].as_u64().is_some()
+                && m["durable_index_after"].as_u64() >= m["applied_index_before"].as_u64()),
+        "{cut:#}"
+    );
+}
+
+#[test]
+fn leader_isolate_drill_passes_and_no_lock_is_held_twice() {
+    if !runnable("leader_isolate_drill_passes_and_no_lock_is_held_twice") {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let outcome = passing_drill("leader-isolate", "108", &[]);
+    let r = &outcome.report;
+    assert_eq!(
+        r["timeline"]["leader_before"].as_str().map(|l| &l[..3]),
+        r["fault_dc"].as_str(),
+        "the cut must strike the leader's datacenter"
+    );
+    assert!(check_names(r).contains(&("isolated_dc_served_nothing".into(), "pass".into())));
+    assert_workloads_passed(r);
+}
+
+#[test]
+fn chaos_drill_passes_under_overlapping_faults() {
+    if !runnable("chaos_drill_passes_under_overlapping_faults") {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let outcome = passing_drill("chaos", "109", &["--duration", "40", "--fault-at", "5"]);
+    let faults = outcome.report["faults"].as_array().unwrap();
+    let kinds: std::collections::BTreeSet<&str> = faults.iter().map(|f| f["kind"].as_str().unwrap()).collect();
+    assert!(faults.len() >= 5 && kinds.len() >= 2, "too few faults: {kinds:?}");
+}
+
+#[test]
+fn a_leader_that_resumes_its_term_after_a_restart_fails_the_drill() {
+    if !runnable("a_leader_that_resumes_its_term_after_a_restart_fails_the_drill") {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    failing_drill(
+        "restart",
+        "110",
+        "restart-resumes-leadership=return;leader-log-write=sleep(30)",
+        "replicas_agree",
+        &[],
+    );
+}
+
+#[test]
+fn a_log_that_acknowledges_before_fsync_fails_the_power_loss_drill() {
+    if !runnable("a_log_that_acknowledges_before_fsync_fails_the_power_loss_drill")
+        || !fuse_runnable("a_log_that_acknowledges_before_fsync_fails_the_power_loss_drill")
+    {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let outcome = failing_drill(
+        "power-loss",
+        "111",
+        "ack-before-fsync=return",
+        "power_loss_kept_applied",
+        &[],
+    );
+    let cut = &outcome.report["faults"][0]["power_loss"][0];
+    assert!(
+        cut["durable_index_after"].as_u64() < cut["applied_index_before"].as_u64(),
+        "{cut:#}"
+    );
+}
+
+#[test]
+fn a_leader_that_renews_leases_without_a_quorum_fails_the_drill() {
+    if !runnable("a_leader_that_renews_leases_without_a_quorum_fails_the_drill") {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let outcome = failing_drill(
+        "leader-isolate",
+        "112",
+        "lease-renew-without-quorum=return",
+        "locks",
+        &[],
+    );
+    let locks = outcome.report["workloads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["name"] == "locks")
+        .unwrap();
+    let first = &locks["anomalies"][0];
+    assert_eq!(first["kind"], "overlapping_holds", "{first:#}");
+    assert!(
+        first["ops"].as_array().unwrap().len() >= 2,
+        "the evidence lists both holders: {first:#}"
+    );
+}
+
+#[test]
+fn a_watch_that_skips_events_fails_the_drill() {
+    if !runnable("a_watch_that_skips_events_fails_the_drill") {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let outcome = failing_drill("fire", "113", "watch-skip-event=return(50)", "watches", &[]);
+    let watches = outcome.report["workloads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["name"] == "watches")
+        .unwrap();
+    assert_eq!(watches["anomalies"][0]["kind"], "gap", "{watches:#}");
+}
+
+#[test]
+fn a_sweep_writes_one_summary_of_its_runs() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("sweep");
+    let status = Command::new(BIN)
+        .args([
+            "drill",
+            "--no-netns",
+            "--scenario",
+            "restart",
+            "--runs",
+            "2",
+            "--duration",
+            "12",
+            "--fault-at",
+            "4",
+            "--restore-after",
+            "5",
+            "--seed",
+            "114",
+            "--out",
+        ])
+        .arg(&out)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    let table = std::fs::read_to_string(out.join("sweep.md")).expect("sweep.md");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("sweep.json")).unwrap()).unwrap();
+    assert_eq!(json[0]["scenario"], "restart", "{table}");
+    assert_eq!(json[0]["runs"], 2, "{table}");
+    let verdicts =
+        json[0]["pass"].as_u64().unwrap() + json[0]["fail"].as_u64().unwrap() + json[0]["unknown"].as_u64().unwrap();
+    assert_eq!(verdicts, 2, "{table}");
+    for run in ["run-001", "run-002"] {
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join(run).join("report.json")).unwrap()).unwrap();
+        assert_eq!(report["seed"], if run == "run-001" { 114 } else { 115 });
+    }
+    assert!(table.contains("| restart | 2 |"), "{table}");
+    assert_eq!(status.success(), json[0]["pass"] == 2, "{table}");
 }
 
 #[test]

@@ -28,6 +28,7 @@ fn lab(dir: &std::path::Path) -> Lab {
         election_ms: ELECTION.as_millis() as u64,
         snapshot_entries: 10_000,
         keep_data: false,
+        power_switch: false,
     };
     let mut lab = Lab::build(settings, dir).expect("build the lab");
     lab.exe = common::BIN.into();

@@ -55,6 +55,9 @@ pub struct LabSettings {
     pub snapshot_entries: u64,
     /// Keep data directories under the report directory.
     pub keep_data: bool,
+    /// Put every member's data directory on the power-cut layer
+    /// (`firebreak-faultfs`), for power cuts.
+    pub power_switch: bool,
 }
 
 /// Number of datacenters.
@@ -110,6 +113,8 @@ pub struct ClientSpec {
     pub op_timeout_ms: u64,
     /// Operations per second.
     pub rate: f64,
+    /// What it runs besides the registers.
+    pub workload: crate::args::WorkloadArg,
 }
 
 /// What a fault did, for the timeline.
@@ -126,6 +131,10 @@ pub struct FaultRecord {
 /// The lab; see the module docs.
 pub struct Lab {
     procs: Processes,
+    /// Each member's power-cut layer, if the lab has one (unmounted after
+    /// the processes that use it are gone).
+    mounts: Vec<firebreak_faultfs::Mounted>,
+    _mountpoints: Option<tempfile::TempDir>,
     relay: Relay,
     net: Option<Namespaces>,
     _data: Option<tempfile::TempDir>,
@@ -147,6 +156,36 @@ fn used_ipv4_prefixes() -> String {
     let mut text = cmd::run("ip", &["-o", "-4", "addr", "show"]).unwrap_or_default();
     text.push_str(&cmd::run("ip", &["-4", "route", "show", "table", "all"]).unwrap_or_default());
     text
+}
+
+/// Why the power-cut layer (FUSE) cannot be mounted here, if it cannot:
+/// tried once, on temporary directories.
+pub fn power_switch_unavailable() -> Option<String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Some("mounting the FUSE power-cut layer needs root".into());
+    }
+    if !Path::new("/dev/fuse").exists() {
+        return Some("/dev/fuse does not exist (no FUSE in this kernel or container)".into());
+    }
+    let probe = |dir: &Path| -> Result<(), String> {
+        let (backing, point) = (dir.join("backing"), dir.join("point"));
+        for d in [&backing, &point] {
+            std::fs::create_dir(d).map_err(|e| e.to_string())?;
+        }
+        let mounted = firebreak_faultfs::FaultFs::mount(&backing, &point).map_err(|e| e.to_string())?;
+        mounted.unmount().map_err(|e| e.to_string())
+    };
+    let dir = match tempfile::Builder::new()
+        .prefix(&format!("fbdrill{}-probe-", std::process::id()))
+        .tempdir()
+    {
+        Ok(dir) => dir,
+        Err(e) => return Some(format!("cannot create a temporary directory: {e}")),
+    };
+    probe(dir.path())
+        .err()
+        .map(|e| format!("cannot mount the FUSE power-cut layer: {e}"))
 }
 
 /// Picks the second octet of the lab's addresses: in namespace mode a
@@ -232,10 +271,44 @@ impl Lab {
             (Some(dir), root)
         };
 
+        // With the power-cut layer, a member's data directory is a mount
+        // (in a temporary directory the sweep can attribute to this pid)
+        // of its real directory under the data root, which then holds
+        // exactly what would survive a power cut.
+        let mountpoints = if settings.power_switch {
+            Some(
+                tempfile::Builder::new()
+                    .prefix(&format!("fbdrill{pid}-mnt-"))
+                    .tempdir()
+                    .map_err(DrillError::io("cannot create the mount points", std::env::temp_dir()))?,
+            )
+        } else {
+            None
+        };
+        let mut mounts = Vec::new();
         let mut members = Vec::new();
         for dc in 0..DCS {
             for j in 0..settings.nodes_per_dc {
                 let name = format!("dc{}-{}", dc + 1, j + 1);
+                let data_dir = match &mountpoints {
+                    Some(points) => {
+                        let backing = data_root.join(&name);
+                        let point = points.path().join(&name);
+                        for dir in [&backing, &point] {
+                            std::fs::create_dir_all(dir)
+                                .map_err(DrillError::io("cannot create a data directory", dir))?;
+                        }
+                        let mounted = firebreak_faultfs::FaultFs::mount(&backing, &point).map_err(|e| {
+                            DrillError::Environment(format!(
+                                "cannot mount the power-cut layer (FUSE) on {}: {e}",
+                                point.display()
+                            ))
+                        })?;
+                        mounts.push(mounted);
+                        point
+                    }
+                    None => data_root.join(&name),
+                };
                 members.push(Member {
                     id: firebreak_config::member_id(&name),
                     datacenter: AddressPlan::dc_name(dc),
@@ -246,7 +319,7 @@ impl Lab {
                     peer_url: format!("http://{}", plan.relay_peer(dc, j)),
                     config: configs_dir.join(format!("{name}.toml")),
                     log: logs_dir.join(format!("{name}.log")),
-                    data_dir: data_root.join(&name),
+                    data_dir,
                     name,
                 });
             }
@@ -281,6 +354,8 @@ impl Lab {
         let relay = Relay::start(routes, settings.rtt, sources)?;
         Ok(Lab {
             procs,
+            mounts,
+            _mountpoints: mountpoints,
             relay,
             net,
             _data: data,
@@ -391,6 +466,12 @@ impl Lab {
             .arg(spec.op_timeout_ms.to_string())
             .arg("--rate")
             .arg(spec.rate.to_string())
+            .arg("--workload")
+            .arg(
+                clap::ValueEnum::to_possible_value(&spec.workload)
+                    .expect("every workload has a name")
+                    .get_name(),
+            )
             .env("FIREBREAK_LOG", "info,h2=warn,hyper=warn,tower=warn,tonic=warn")
             .stdin(Stdio::null())
             .stdout(
@@ -447,6 +528,30 @@ impl Lab {
         })
     }
 
+    /// Whether the members' data directories sit on the power-cut layer.
+    pub fn has_power_switch(&self) -> bool {
+        !self.mounts.is_empty()
+    }
+
+    /// A fire in `dc` whose members also lose every write they had not
+    /// fsynced: SIGKILL every process of `dc` and cut its network, then
+    /// drop what its members' data directories had not made durable.
+    pub fn power_cut(&mut self, dc: usize) -> Result<FaultRecord, DrillError> {
+        if self.mounts.is_empty() {
+            return Err(DrillError::Internal(
+                "a power cut in a lab without the power-cut layer".into(),
+            ));
+        }
+        let mut record = self.burn(dc)?;
+        for i in self.members_of(dc) {
+            self.mounts[i]
+                .power_cut()
+                .map_err(|e| DrillError::Internal(format!("the power cut of {} failed: {e}", self.members[i].name)))?;
+        }
+        record.done_ns = monotonic_ns();
+        Ok(record)
+    }
+
     /// Cut `dc`'s network both ways; processes keep running.
     pub fn isolate(&mut self, dc: usize) -> Result<FaultRecord, DrillError> {
         let start_ns = monotonic_ns();
@@ -455,6 +560,19 @@ impl Lab {
             start_ns,
             done_ns: monotonic_ns(),
             processes: Vec::new(),
+        })
+    }
+
+    /// SIGKILL member `i` and start it again at once, on the same data.
+    pub fn restart_member(&mut self, i: usize) -> Result<FaultRecord, DrillError> {
+        let start_ns = monotonic_ns();
+        let name = self.members[i].name.clone();
+        let killed = self.procs.kill(&name);
+        self.start_member(i)?;
+        Ok(FaultRecord {
+            start_ns,
+            done_ns: monotonic_ns(),
+            processes: if killed { vec![name] } else { Vec::new() },
         })
     }
 

@@ -69,6 +69,15 @@ pub async fn statuses(members: &[Member], which: &[usize], timeout: Duration) ->
     out
 }
 
+/// The last Raft log index `member` has applied, as its status says.
+pub async fn applied_index(member: &Member, timeout: Duration) -> Option<u64> {
+    let attempt = async {
+        let mut client = connect(member, timeout).await.ok()?;
+        client.status().await.ok()
+    };
+    Some(tokio::time::timeout(timeout, attempt).await.ok()??.raft_applied_index())
+}
+
 /// The member that leads, by the highest term among members that say they
 /// lead; `None` if nobody does.
 pub async fn find_leader(members: &[Member], which: &[usize], timeout: Duration) -> Option<usize> {

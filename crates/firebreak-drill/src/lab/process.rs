@@ -159,6 +159,19 @@ impl Processes {
         names
     }
 
+    /// SIGKILLs the process called `name` and reaps it; whether it ran.
+    pub fn kill(&mut self, name: &str) -> bool {
+        let mut killed = false;
+        for p in self.procs.iter_mut().filter(|p| p.name == name && !p.exited) {
+            send(p.child.id() as i32, libc::SIGKILL);
+            let _ = p.child.wait();
+            p.exited = true;
+            killed = true;
+        }
+        self.forget_exited();
+        killed
+    }
+
     /// SIGSTOPs every process of `dc`; returns their names.
     pub fn stop_dc(&mut self, dc: usize) -> Vec<String> {
         if let Some(group) = self.groups.get(&dc) {

@@ -1,6 +1,7 @@
 //! Removing what drills that died without cleaning up (SIGKILL, power loss)
 //! left behind: namespaces `fbdrill<pid>-dc<n>`, links `fbd<pid>h<n>`,
-//! nftables tables `inet fbdrill<pid>` and temporary data directories
+//! nftables tables `inet fbdrill<pid>`, power-cut layers (FUSE) mounted
+//! under `$TMPDIR/fbdrill<pid>-mnt-*` and temporary data directories
 //! `$TMPDIR/fbdrill<pid>-*` whose pid is no longer a running `firebreak`
 //! process. Their members and clients died with them (`PR_SET_PDEATHSIG`).
 //!
@@ -37,6 +38,20 @@ pub fn sweep(network: bool) -> Vec<String> {
     let me = std::process::id();
     let dead = |pid: u32| pid != me && !drill_alive(pid);
 
+    // The power-cut layers of dead drills first: their mount points sit in
+    // the temporary directories removed below.
+    let temp = std::env::temp_dir();
+    for point in firebreak_faultfs::faultfs_mounts().unwrap_or_default() {
+        let Ok(rel) = point.strip_prefix(&temp) else { continue };
+        let first = rel
+            .components()
+            .next()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if pid_in(&first, "fbdrill").is_some_and(dead) && firebreak_faultfs::unmount_lazy(&point).unwrap_or(false) {
+            removed.push(format!("power-cut layer mounted on {}", point.display()));
+        }
+    }
     if let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) {
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();

@@ -177,6 +177,50 @@ pub struct TimelineReport {
     pub events: Vec<Moment>,
 }
 
+/// One fault as the drill carried it out (`faults` in `report.json`).
+#[derive(Debug, Clone, Serialize)]
+pub struct FaultReport {
+    /// `fire`, `power-loss`, `isolate`, `pause` or `restart`.
+    pub kind: String,
+    /// The datacenter struck (for `restart`, the restarted member's).
+    pub dc: String,
+    /// The member killed and restarted (`restart` only).
+    pub member: Option<String>,
+    /// Why that datacenter or member.
+    pub reason: String,
+    /// When it struck, seconds.
+    pub t_s: f64,
+    /// When every action of it was applied, seconds.
+    pub done_s: f64,
+    /// When it was undone, seconds (`null`: never during the load, or
+    /// nothing to undo).
+    pub restored_s: Option<f64>,
+    /// Processes killed or stopped.
+    pub processes: Vec<String>,
+    /// The leader just before it.
+    pub leader_before: Option<String>,
+    /// Recovery of the clients of the other datacenters after it, ms
+    /// (`null`: one never recovered).
+    pub rto_ms: Option<f64>,
+    /// `power-loss` only: what each member had applied just before its
+    /// power went, and what its disk held after.
+    pub power_loss: Vec<PowerLossMember>,
+}
+
+/// A member whose power was cut.
+#[derive(Debug, Clone, Serialize)]
+pub struct PowerLossMember {
+    /// Member name.
+    pub member: String,
+    /// The last Raft log index it had applied, just before the cut (`null`:
+    /// it did not answer).
+    pub applied_index_before: Option<u64>,
+    /// The last log index its snapshot and log on disk held after the cut.
+    pub durable_index_after: Option<u64>,
+    /// Why its disk could not be read, if it could not.
+    pub error: Option<String>,
+}
+
 /// How long the restored datacenter took to catch up.
 #[derive(Debug, Clone, Serialize)]
 pub struct CatchUp {
@@ -290,6 +334,13 @@ pub struct Report {
     pub firebreak_version: String,
     /// Anything odd.
     pub warnings: Vec<String>,
+    /// The workloads beyond registers, each checked with its anomalies and
+    /// the operations that show them (the `bank`, `ranges`, `locks` and
+    /// `watches` checks).
+    pub workloads: Vec<crate::verify::workloads::WorkloadCheck>,
+    /// Every fault, in order (the first is the one `fault_dc` and
+    /// `timeline` describe).
+    pub faults: Vec<FaultReport>,
 }
 
 impl Report {

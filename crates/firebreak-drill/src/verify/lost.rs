@@ -323,6 +323,7 @@ pub fn combine(
 mod tests {
     use super::*;
     use crate::verify::store_history::Snapshot;
+    use firebreak_check::store_log::snapshot;
     use firebreak_check::OpResult;
 
     fn put(id: u64, client: u64, key: &str, value: &str, t: u64, rev: u64) -> HistoryEvent {
@@ -396,23 +397,16 @@ mod tests {
         StoreHistory::from_snapshots(&snaps, final_revision)
     }
 
-    fn snap(entries: &[(&str, &str, u64)]) -> Snapshot {
-        entries
-            .iter()
-            .map(|(k, v, r)| (k.to_string(), (v.to_string(), *r)))
-            .collect()
-    }
-
     #[test]
     fn the_audit_finds_overwritten_lost_writes_and_misplaced_ones() {
         // The store: rev 2 a=v1, rev 3 a=v3, rev 4 a=v2 (v2 acknowledged as 3).
         let history = store(
             &[
-                (1, snap(&[])),
-                (2, snap(&[("a", "v1", 2)])),
-                (3, snap(&[("a", "v3", 3)])),
-                (4, snap(&[("a", "v2", 4)])),
-                (5, snap(&[("a", "v2", 4)])),
+                (1, snapshot(&[])),
+                (2, snapshot(&[("a", "v1", 2)])),
+                (3, snapshot(&[("a", "v3", 3)])),
+                (4, snapshot(&[("a", "v2", 4)])),
+                (5, snapshot(&[("a", "v2", 4)])),
             ],
             5,
         );
@@ -437,10 +431,10 @@ mod tests {
     fn a_correct_history_has_nothing_lost() {
         let history = store(
             &[
-                (1, snap(&[])),
-                (2, snap(&[("a", "v1", 2)])),
-                (3, snap(&[])),
-                (4, snap(&[("a", "v2", 4)])),
+                (1, snapshot(&[])),
+                (2, snapshot(&[("a", "v1", 2)])),
+                (3, snapshot(&[])),
+                (4, snapshot(&[("a", "v2", 4)])),
             ],
             4,
         );
@@ -460,9 +454,9 @@ mod tests {
     fn a_delete_not_in_its_window_is_lost() {
         let history = store(
             &[
-                (1, snap(&[])),
-                (2, snap(&[("a", "v1", 2)])),
-                (3, snap(&[("a", "v1", 2), ("b", "x", 3)])),
+                (1, snapshot(&[])),
+                (2, snapshot(&[("a", "v1", 2)])),
+                (3, snapshot(&[("a", "v1", 2), ("b", "x", 3)])),
             ],
             3,
         );

@@ -5,7 +5,9 @@
 //! - [`store_history`]: the store's history, revision by revision;
 //! - [`lost`]: acknowledged writes missing from the final read or from the
 //!   store's history;
-//! - [`isolation`]: a cut-off datacenter served nothing.
+//! - [`isolation`]: a cut-off datacenter served nothing;
+//! - [`workloads`]: the workloads other than registers (bank, ranges,
+//!   locks, watches), each by its `firebreak-check` checker.
 //!
 //! Linearizability and revision order come from `firebreak-check`.
 
@@ -14,3 +16,4 @@ pub mod isolation;
 pub mod lost;
 pub mod replicas;
 pub mod store_history;
+pub mod workloads;

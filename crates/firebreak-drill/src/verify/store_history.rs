@@ -3,7 +3,9 @@
 //! serializable Range of the keyspace *at that revision* on a replica that
 //! has applied it. Comparing consecutive revisions gives the one change
 //! each revision made. The durability audit ([`super::lost`]) looks every
-//! acknowledged write up in it.
+//! acknowledged write up in it; the other workloads' checks
+//! ([`super::workloads`]) use its full form, [`StoreHistory::log`]: every
+//! key each revision changed, with its value (a Txn changes several).
 //!
 //! # Correctness
 //!
@@ -18,13 +20,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use etcd_client::{Client, GetOptions};
+use firebreak_check::{KeyChange, StoreLog};
 use tokio::task::JoinSet;
 
 use crate::lab::observe::connect;
 use crate::lab::Member;
 
 /// The keyspace at one revision: key → (value, mod_revision).
-pub type Snapshot = BTreeMap<String, (String, u64)>;
+pub use firebreak_check::store_log::Snapshot;
 
 /// What one revision did to the workload keyspace.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,62 +53,39 @@ pub struct StoreHistory {
     pub unreadable: Vec<u64>,
     /// Where each written value first appears: value → (key, revision).
     pub value_at: HashMap<String, (String, u64)>,
+    /// Every change of every readable revision, for the checks of the
+    /// workloads other than registers (`prefix` is the one read; empty
+    /// when built from snapshots alone).
+    pub log: StoreLog,
 }
 
 impl StoreHistory {
     /// Builds the history from snapshots at consecutive revisions
-    /// (`snapshots[r]` is the keyspace at revision `r`).
+    /// (`snapshots[r]` is the keyspace at revision `r`): the full
+    /// [`StoreLog`], and from it each revision's one change.
     pub fn from_snapshots(snapshots: &BTreeMap<u64, Snapshot>, final_revision: u64) -> StoreHistory {
+        let log = StoreLog::from_snapshots("", snapshots, final_revision);
         let mut history = StoreHistory {
             final_revision,
+            unreadable: log.unreadable.iter().copied().collect(),
             ..StoreHistory::default()
         };
-        let empty = Snapshot::new();
-        for rev in 2..=final_revision {
-            let (Some(now), prev) = (snapshots.get(&rev), snapshots.get(&(rev - 1))) else {
-                history.unreadable.push(rev);
-                continue;
-            };
-            let prev = match prev {
-                Some(prev) => prev,
-                None if rev == 2 => &empty,
-                None => {
-                    history.unreadable.push(rev);
-                    continue;
-                }
-            };
-            let mut changed: Vec<Change> = Vec::new();
-            for (key, (value, mod_rev)) in now {
-                if prev.get(key).map(|(_, m)| m) != Some(mod_rev) {
-                    changed.push(Change::Put {
-                        key: key.clone(),
-                        value: value.clone(),
-                    });
-                }
-            }
-            for key in prev.keys() {
-                if !now.contains_key(key) {
-                    changed.push(Change::Delete { key: key.clone() });
-                }
-            }
-            let change = match changed.len() {
-                0 => Change::Outside,
-                1 => changed.pop().expect("one change"),
-                _ => Change::Many(
-                    changed
-                        .iter()
-                        .map(|c| match c {
-                            Change::Put { key, .. } | Change::Delete { key } => key.clone(),
-                            _ => String::new(),
-                        })
-                        .collect(),
-                ),
+        for (&rev, changes) in &log.revisions {
+            let change = match changes.as_slice() {
+                [] => Change::Outside,
+                [KeyChange::Put { key, value }] => Change::Put {
+                    key: key.clone(),
+                    value: value.clone(),
+                },
+                [KeyChange::Delete { key }] => Change::Delete { key: key.clone() },
+                many => Change::Many(many.iter().map(|c| c.key().to_owned()).collect()),
             };
             if let Change::Put { key, value } = &change {
                 history.value_at.entry(value.clone()).or_insert((key.clone(), rev));
             }
             history.changes.insert(rev, change);
         }
+        history.log = log;
         history
     }
 
@@ -170,9 +150,22 @@ pub async fn read_store_history(
             clients.push(client);
         }
     }
+    read_store_history_with(clients, prefix, final_revision, parallel).await
+}
+
+/// [`read_store_history`] through clients already connected (each to one
+/// member that has applied `final_revision`).
+pub async fn read_store_history_with(
+    clients: Vec<Client>,
+    prefix: &str,
+    final_revision: u64,
+    parallel: usize,
+) -> StoreHistory {
     let mut snapshots = BTreeMap::new();
     if clients.is_empty() || final_revision < 2 {
-        return StoreHistory::from_snapshots(&snapshots, final_revision);
+        let mut history = StoreHistory::from_snapshots(&snapshots, final_revision);
+        history.log.prefix = prefix.to_owned();
+        return history;
     }
     let workers = parallel.max(1);
     let mut set = JoinSet::new();
@@ -203,30 +196,27 @@ pub async fn read_store_history(
             snapshots.extend(part);
         }
     }
-    StoreHistory::from_snapshots(&snapshots, final_revision)
+    let mut history = StoreHistory::from_snapshots(&snapshots, final_revision);
+    history.log.prefix = prefix.to_owned();
+    history
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use firebreak_check::store_log::snapshot;
 
-    fn snap(entries: &[(&str, &str, u64)]) -> Snapshot {
-        entries
-            .iter()
-            .map(|(k, v, r)| (k.to_string(), (v.to_string(), *r)))
-            .collect()
-    }
+    use super::*;
 
     #[test]
     fn consecutive_snapshots_give_each_revision_its_change() {
         let mut snaps = BTreeMap::new();
-        snaps.insert(1, snap(&[]));
-        snaps.insert(2, snap(&[("a", "x", 2)]));
-        snaps.insert(3, snap(&[("a", "y", 3)]));
-        snaps.insert(4, snap(&[("a", "y", 3)]));
-        snaps.insert(5, snap(&[]));
+        snaps.insert(1, snapshot(&[]));
+        snaps.insert(2, snapshot(&[("a", "x", 2)]));
+        snaps.insert(3, snapshot(&[("a", "y", 3)]));
+        snaps.insert(4, snapshot(&[("a", "y", 3)]));
+        snaps.insert(5, snapshot(&[]));
         // revision 6 unreadable
-        snaps.insert(7, snap(&[("b", "z", 7)]));
+        snaps.insert(7, snapshot(&[("b", "z", 7)]));
         let h = StoreHistory::from_snapshots(&snaps, 7);
         assert_eq!(
             h.changes[&2],
@@ -249,5 +239,12 @@ mod tests {
         assert_eq!(h.deletions_of("a", 1, 7), vec![5]);
         assert!(!h.complete_between(5, 7));
         assert!(h.complete_between(2, 5));
+        // The full log agrees, and also knows multi-key revisions.
+        assert_eq!(h.log.changes_at(5), Some(&[KeyChange::Delete { key: "a".into() }][..]));
+        assert!(h.log.unreadable.contains(&6) && h.log.unreadable.contains(&7));
+        snaps.insert(6, snapshot(&[("b", "z", 6), ("c", "w", 6)]));
+        let h = StoreHistory::from_snapshots(&snaps, 7);
+        assert_eq!(h.changes[&6], Change::Many(vec!["b".into(), "c".into()]));
+        assert_eq!(h.log.changes_at(6).map(<[_]>::len), Some(2));
     }
 }

@@ -6,6 +6,17 @@
 //! datacenter's member first and, after a failure, the next endpoint in
 //! its list (as an etcd client library fails over).
 //!
+//! Every client runs that register loop: it is what the drill's
+//! linearizability, lost-write and recovery checks read. `--workload`
+//! chooses what else runs, as a concurrent task of the same process:
+//! nothing (`registers`); `bank`, `ranges`, `locks` or `watches`
+//! ([`super::bank`], [`super::ranges`], [`super::locks`],
+//! [`super::watches`]); or, for `mixed`, the one `--id` modulo 4 picks (0
+//! bank, 1 ranges, 2 locks, 3 watches). (`firebreak drill` names one for
+//! each client itself, so that every datacenter runs locks.) The register history
+//! (`--history`) is the same whatever else runs; another workload records
+//! in its own file next to it ([`super::recorder::workload_history_path`]).
+//!
 //! # Correctness
 //!
 //! For every operation the client appends to its history file, each with
@@ -27,9 +38,11 @@ use std::time::Duration;
 use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, Txn, TxnOp};
 use firebreak_check::{to_jsonl_line, HistoryEvent, OpResult, Operation, Outcome};
 
+use super::context::Ctx;
 use super::mix::Mix;
 use super::outcome::{classify, should_fail_over};
-use crate::args::ClientArgs;
+use super::recorder::{workload_history_path, LineRecorder};
+use crate::args::{ClientArgs, WorkloadArg};
 use crate::clock::{monotonic_ns, sleep_until_ns};
 use crate::error::DrillError;
 
@@ -65,7 +78,57 @@ struct Endpoint {
     client: Option<Client>,
 }
 
+/// The workload other than registers that `workload` runs in client `id`,
+/// and its name (that of its file).
+pub fn other_workload(workload: WorkloadArg, id: u64) -> Option<(WorkloadArg, &'static str)> {
+    let other = match workload {
+        WorkloadArg::Registers => return None,
+        WorkloadArg::Mixed => [
+            WorkloadArg::Bank,
+            WorkloadArg::Ranges,
+            WorkloadArg::Locks,
+            WorkloadArg::Watches,
+        ][(id % 4) as usize],
+        other => other,
+    };
+    let name = match other {
+        WorkloadArg::Bank => "bank",
+        WorkloadArg::Ranges => "ranges",
+        WorkloadArg::Locks => "locks",
+        _ => "watches",
+    };
+    Some((other, name))
+}
+
 async fn run_async(args: ClientArgs) -> Result<(), DrillError> {
+    let other = match other_workload(args.workload, args.id) {
+        Some((workload, name)) => {
+            let recorder = LineRecorder::open(&workload_history_path(&args.history, name))?;
+            let ctx = Ctx::from_args(&args);
+            Some(tokio::spawn(async move {
+                match workload {
+                    WorkloadArg::Bank => super::bank::run(ctx, recorder).await,
+                    WorkloadArg::Ranges => super::ranges::run(ctx, recorder).await,
+                    WorkloadArg::Locks => super::locks::run(ctx, recorder).await,
+                    _ => super::watches::run(ctx, recorder).await,
+                }
+            }))
+        }
+        None => None,
+    };
+    let registers = run_registers(args).await;
+    let other = match other {
+        Some(task) => task
+            .await
+            .map_err(|e| DrillError::Internal(format!("a workload task failed: {e}")))
+            .and_then(|done| done),
+        None => Ok(()),
+    };
+    registers.and(other)
+}
+
+/// The register loop (the `registers` workload).
+async fn run_registers(args: ClientArgs) -> Result<(), DrillError> {
     let file = OpenOptions::new()
         .create(true)
         .append(true)
@@ -204,4 +267,61 @@ async fn execute(client: Client, op: &Operation) -> Result<OpResult, etcd_client
 
 fn header_revision(header: Option<&etcd_client::ResponseHeader>) -> u64 {
     header.map_or(0, |h| h.revision().max(0) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: ClientArgs,
+    }
+
+    fn parse(extra: &[&str]) -> ClientArgs {
+        let base = [
+            "drill-client",
+            "--id",
+            "6",
+            "--dc",
+            "dc2",
+            "--endpoints",
+            "http://a,http://b",
+            "--seed",
+            "1",
+            "--keys",
+            "10",
+            "--start-ns",
+            "1",
+            "--stop-ns",
+            "2",
+            "--history",
+            "/x/c6.jsonl",
+        ];
+        Cli::parse_from(base.iter().chain(extra)).args
+    }
+
+    #[test]
+    fn workloads_by_name_and_mixed_by_id() {
+        assert_eq!(parse(&[]).workload, WorkloadArg::Registers);
+        assert_eq!(other_workload(parse(&[]).workload, 6), None);
+        assert_eq!(parse(&["--workload", "locks"]).workload, WorkloadArg::Locks);
+        let mixed = parse(&["--workload", "mixed"]).workload;
+        let names: Vec<&str> = (0..8)
+            .filter_map(|id| other_workload(mixed, id))
+            .map(|(_, n)| n)
+            .collect();
+        assert_eq!(
+            names,
+            ["bank", "ranges", "locks", "watches", "bank", "ranges", "locks", "watches"]
+        );
+        assert_eq!(
+            other_workload(WorkloadArg::Watches, 4),
+            Some((WorkloadArg::Watches, "watches"))
+        );
+        assert_eq!(other_workload(WorkloadArg::Bank, 3).map(|(_, n)| n), Some("bank"));
+        assert!(Cli::try_parse_from(["x", "--workload", "nope"]).is_err());
+    }
 }
