@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::auth::{AuthConfig, RawAuth};
+use crate::tls::{check_scheme, RawTls, TlsConfig};
 use crate::topology::{check_topology, Domains, TopologyError};
 
 /// The TOML file as written by an operator. Every field may also be set by a
@@ -51,6 +53,12 @@ pub struct RawConfig {
     /// Raft timing and log retention.
     #[serde(default)]
     pub raft: RawRaft,
+    /// TLS for clients and between members (see [`crate::tls`]).
+    #[serde(default)]
+    pub tls: RawTls,
+    /// Auth: tokens and password hashing (see [`crate::auth`]).
+    #[serde(default)]
+    pub auth: RawAuth,
 }
 
 /// One member of `initial_cluster`.
@@ -129,6 +137,8 @@ pub struct Config {
     pub topology_warning: Option<TopologyError>,
     pub quota_backend_bytes: u64,
     pub initial_cluster_state: ClusterState,
+    pub tls: TlsConfig,
+    pub auth: AuthConfig,
 }
 
 /// Why a configuration was refused.
@@ -150,7 +160,7 @@ pub enum ConfigError {
     Topology(#[from] TopologyError),
 }
 
-fn invalid(field: &'static str, value: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+pub(crate) fn invalid(field: &'static str, value: impl Into<String>, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         field,
         value: value.into(),
@@ -303,6 +313,14 @@ impl RawConfig {
                 ),
             ));
         }
+        let tls = self.tls.validate()?;
+        let auth = self.auth.validate()?;
+        // Advertised URLs say whether TLS is on (etcd's convention): every
+        // peer is reached the way this member's peer listener is secured.
+        for m in &members {
+            check_scheme("initial_cluster.peer_url", &m.peer_url, tls.peer.is_some())?;
+        }
+        check_scheme("initial_cluster.client_url", &me.client_url, tls.client.is_some())?;
         let ids: BTreeSet<u64> = members.iter().map(|m| m.id).collect();
         if ids.len() != members.len() {
             return Err(invalid(
@@ -342,6 +360,8 @@ impl RawConfig {
             },
             topology_warning,
             initial_cluster_state,
+            tls,
+            auth,
             quota_backend_bytes: match self.quota_backend_bytes {
                 Some(0) => return Err(invalid("quota_backend_bytes", "0", "must be positive")),
                 Some(q) => q,
@@ -412,5 +432,32 @@ mod tests {
         assert!(raw.validate().unwrap_err().to_string().contains("election_timeout_ms"));
         let unknown: Result<RawConfig, _> = toml::from_str("nmae = \"x\"");
         assert!(unknown.is_err());
+    }
+
+    #[test]
+    fn urls_follow_whether_tls_is_on() {
+        let peer_tls = |raw: &mut RawConfig| {
+            raw.tls.peer_cert_file = Some("m.crt".into());
+            raw.tls.peer_key_file = Some("m.key".into());
+            raw.tls.peer_trusted_ca_file = Some("ca.crt".into());
+        };
+        let mut raw = three();
+        peer_tls(&mut raw);
+        let err = raw.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("initial_cluster.peer_url") && err.contains("https"),
+            "{err}"
+        );
+        let mut raw = three();
+        peer_tls(&mut raw);
+        for m in &mut raw.initial_cluster {
+            m.peer_url = m.peer_url.replace("http://", "https://");
+        }
+        let c = raw.validate().unwrap();
+        assert!(c.tls.peer.is_some() && c.tls.client.is_none());
+        let mut raw = three();
+        raw.tls.cert_file = Some("m.crt".into());
+        raw.tls.key_file = Some("m.key".into());
+        assert!(raw.validate().unwrap_err().to_string().contains("client_url"));
     }
 }

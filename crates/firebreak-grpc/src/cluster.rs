@@ -11,6 +11,7 @@ use firebreak_raft::membership::MembershipChange;
 use firebreak_raft::{MemberInfo, Node};
 use tonic::{Request, Response, Status};
 
+use crate::auth::caller_of;
 use crate::convert;
 use crate::status::to_status;
 
@@ -25,6 +26,12 @@ impl ClusterService {
 
     fn header(&self) -> Option<PbResponseHeader> {
         convert::header(self.node.current_header())
+    }
+
+    /// Membership changes are `root`'s while auth is enabled (etcd 3.5).
+    async fn require_root<T>(&self, r: &Request<T>) -> Result<(), Status> {
+        let who = caller_of(&self.node, r).await?;
+        self.node.check_admin(&who).map_err(to_status)
     }
 }
 
@@ -54,6 +61,7 @@ fn one_url(urls: Vec<String>) -> Result<String, Status> {
 #[tonic::async_trait]
 impl PbClusterService for ClusterService {
     async fn member_add(&self, r: Request<PbMemberAddRequest>) -> Result<Response<PbMemberAddResponse>, Status> {
+        self.require_root(&r).await?;
         let r = r.into_inner();
         let change = MembershipChange::Add {
             peer_url: one_url(r.peer_ur_ls)?,
@@ -72,6 +80,7 @@ impl PbClusterService for ClusterService {
         &self,
         r: Request<PbMemberRemoveRequest>,
     ) -> Result<Response<PbMemberRemoveResponse>, Status> {
+        self.require_root(&r).await?;
         let change = MembershipChange::Remove { id: r.into_inner().id };
         let (_, members) = self.node.change_members(change).await.map_err(to_status)?;
         Ok(Response::new(PbMemberRemoveResponse {
@@ -84,6 +93,7 @@ impl PbClusterService for ClusterService {
         &self,
         r: Request<PbMemberUpdateRequest>,
     ) -> Result<Response<PbMemberUpdateResponse>, Status> {
+        self.require_root(&r).await?;
         let r = r.into_inner();
         let change = MembershipChange::Update {
             id: r.id,
@@ -96,7 +106,12 @@ impl PbClusterService for ClusterService {
         }))
     }
 
-    async fn member_list(&self, _r: Request<PbMemberListRequest>) -> Result<Response<PbMemberListResponse>, Status> {
+    async fn member_list(&self, r: Request<PbMemberListRequest>) -> Result<Response<PbMemberListResponse>, Status> {
+        if r.get_ref().linearizable {
+            // etcd waits for a linearizable read first: the list then holds
+            // every membership change acknowledged before the request.
+            self.node.read_barrier().await.map_err(to_status)?;
+        }
         Ok(Response::new(PbMemberListResponse {
             header: self.header(),
             members: self.node.members().into_iter().map(member).collect(),
@@ -107,6 +122,7 @@ impl PbClusterService for ClusterService {
         &self,
         r: Request<PbMemberPromoteRequest>,
     ) -> Result<Response<PbMemberPromoteResponse>, Status> {
+        self.require_root(&r).await?;
         let change = MembershipChange::Promote { id: r.into_inner().id };
         let (_, members) = self.node.change_members(change).await.map_err(to_status)?;
         Ok(Response::new(PbMemberPromoteResponse {

@@ -13,14 +13,16 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use etcd_client::proto::{PbKeyValue, PbResponseHeader};
+use firebreak_mvcc::KvError;
 use firebreak_raft::concurrency::{ConcurrencyError, LeaderKey};
-use firebreak_raft::Node;
+use firebreak_raft::{Node, NodeError};
 use tonic::body::Body;
 use tonic::codegen::{http, BoxFuture, Service, StdError};
 use tonic::server::{Grpc, NamedService, ServerStreamingService, UnaryService};
 use tonic::{Request, Response, Status};
 use tonic_prost::ProstCodec;
 
+use crate::auth::{caller, Credentials};
 use crate::convert;
 use crate::status::to_status;
 
@@ -112,6 +114,10 @@ pub struct ResignRequest {
 
 fn status(e: ConcurrencyError) -> Status {
     match e {
+        // etcd's lock and election services call its KV through an
+        // in-process client, which loses the code of an auth error and
+        // keeps its message (clients match the message).
+        ConcurrencyError::Node(NodeError::Request(KvError::Auth(e))) => Status::unknown(e.to_string()),
         ConcurrencyError::Node(e) => to_status(e),
         ConcurrencyError::SessionExpired => Status::not_found(e.to_string()),
         ConcurrencyError::NotLeader | ConcurrencyError::NoLeader => Status::failed_precondition(e.to_string()),
@@ -128,12 +134,13 @@ fn leader_key(k: Option<PbLeaderKey>) -> Result<LeaderKey, Status> {
     })
 }
 
-/// A unary method: a closure from the request to the response.
+/// A unary method: a closure from the request and its credentials to
+/// the response.
 struct Unary<F>(Arc<F>);
 
 impl<Req, Resp, F, Fut> UnaryService<Req> for Unary<F>
 where
-    F: Fn(Req) -> Fut + Send + Sync + 'static,
+    F: Fn(Req, Credentials) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = Result<Resp, Status>> + Send + 'static,
     Req: Send + 'static,
     Resp: Send + 'static,
@@ -143,11 +150,12 @@ where
 
     fn call(&mut self, request: Request<Req>) -> Self::Future {
         let f = self.0.clone();
-        Box::pin(async move { f(request.into_inner()).await.map(Response::new) })
+        let creds = Credentials::of(&request);
+        Box::pin(async move { f(request.into_inner(), creds).await.map(Response::new) })
     }
 }
 
-fn unimplemented() -> http::Response<Body> {
+pub(crate) fn unimplemented() -> http::Response<Body> {
     let mut response = http::Response::new(Body::default());
     let headers = response.headers_mut();
     headers.insert(Status::GRPC_STATUS, (tonic::Code::Unimplemented as i32).into());
@@ -155,17 +163,18 @@ fn unimplemented() -> http::Response<Body> {
     response
 }
 
-fn unary<Req, Resp, F, Fut, B>(f: F, req: http::Request<B>) -> BoxFuture<http::Response<Body>, Infallible>
+pub(crate) fn unary<Req, Resp, F, Fut, B>(f: F, req: http::Request<B>) -> BoxFuture<http::Response<Body>, Infallible>
 where
     Req: prost::Message + Default + Send + 'static,
     Resp: prost::Message + Send + 'static,
-    F: Fn(Req) -> Fut + Send + Sync + 'static,
+    F: Fn(Req, Credentials) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = Result<Resp, Status>> + Send + 'static,
     B: http_body::Body + Send + 'static,
     B::Error: Into<StdError> + Send + 'static,
 {
     Box::pin(async move {
-        let mut grpc = Grpc::new(ProstCodec::<Resp, Req>::default());
+        let mut grpc =
+            Grpc::new(ProstCodec::<Resp, Req>::default()).max_decoding_message_size(crate::GRPC_MAX_RECV_BYTES);
         Ok(grpc.unary(Unary(Arc::new(f)), req).await)
     })
 }
@@ -203,10 +212,11 @@ where
         let node = self.node.clone();
         match req.uri().path() {
             "/v3lockpb.Lock/Lock" => unary(
-                move |r: LockRequest| {
+                move |r: LockRequest, creds| {
                     let node = node.clone();
                     async move {
-                        let (key, revision) = node.lock(&r.name, r.lease).await.map_err(status)?;
+                        let who = caller(&node, &creds).await?;
+                        let (key, revision) = node.lock(&r.name, r.lease, &who).await.map_err(status)?;
                         Ok(LockResponse {
                             header: convert::header(node.header(revision)),
                             key: key.to_vec(),
@@ -216,10 +226,14 @@ where
                 req,
             ),
             "/v3lockpb.Lock/Unlock" => unary(
-                move |r: UnlockRequest| {
+                move |r: UnlockRequest, creds| {
                     let node = node.clone();
                     async move {
-                        let revision = node.unlock(r.key.into()).await.map_err(to_status)?;
+                        let who = caller(&node, &creds).await?;
+                        let revision = node
+                            .unlock(r.key.into(), &who)
+                            .await
+                            .map_err(|e| status(ConcurrencyError::Node(e)))?;
                         Ok(HeaderOnly {
                             header: convert::header(node.header(revision)),
                         })
@@ -258,14 +272,16 @@ impl ServerStreamingService<LeaderRequest> for Observe {
 
     fn call(&mut self, request: Request<LeaderRequest>) -> Self::Future {
         let node = self.0.clone();
+        let creds = Credentials::of(&request);
         let name = Bytes::from(request.into_inner().name);
         Box::pin(async move {
+            let who = caller(&node, &creds).await?;
             let (tx, rx) = tokio::sync::mpsc::channel(16);
             tokio::spawn(async move {
                 let mut revisions = node.revisions();
                 let mut last: Option<(Bytes, i64)> = None;
                 loop {
-                    if let Ok((kv, revision)) = node.election_leader(&name).await {
+                    if let Ok((kv, revision)) = node.election_leader(&name, &who).await {
                         let seen = (kv.key.clone(), kv.mod_revision);
                         if last.as_ref() != Some(&seen) {
                             last = Some(seen);
@@ -306,11 +322,14 @@ where
         let node = self.node.clone();
         match req.uri().path() {
             "/v3electionpb.Election/Campaign" => unary(
-                move |r: CampaignRequest| {
+                move |r: CampaignRequest, creds| {
                     let node = node.clone();
                     async move {
-                        let (leader, revision) =
-                            node.campaign(&r.name, r.lease, r.value.into()).await.map_err(status)?;
+                        let who = caller(&node, &creds).await?;
+                        let (leader, revision) = node
+                            .campaign(&r.name, r.lease, r.value.into(), &who)
+                            .await
+                            .map_err(status)?;
                         Ok(CampaignResponse {
                             header: convert::header(node.header(revision)),
                             leader: Some(PbLeaderKey {
@@ -325,11 +344,12 @@ where
                 req,
             ),
             "/v3electionpb.Election/Proclaim" => unary(
-                move |r: ProclaimRequest| {
+                move |r: ProclaimRequest, creds| {
                     let node = node.clone();
                     async move {
                         let leader = leader_key(r.leader)?;
-                        let revision = node.proclaim(&leader, r.value.into()).await.map_err(status)?;
+                        let who = caller(&node, &creds).await?;
+                        let revision = node.proclaim(&leader, r.value.into(), &who).await.map_err(status)?;
                         Ok(HeaderOnly {
                             header: convert::header(node.header(revision)),
                         })
@@ -338,10 +358,11 @@ where
                 req,
             ),
             "/v3electionpb.Election/Leader" => unary(
-                move |r: LeaderRequest| {
+                move |r: LeaderRequest, creds| {
                     let node = node.clone();
                     async move {
-                        let (kv, revision) = node.election_leader(&r.name).await.map_err(status)?;
+                        let who = caller(&node, &creds).await?;
+                        let (kv, revision) = node.election_leader(&r.name, &who).await.map_err(status)?;
                         Ok(LeaderResponse {
                             header: convert::header(node.header(revision)),
                             kv: Some(convert::key_value(kv)),
@@ -351,11 +372,12 @@ where
                 req,
             ),
             "/v3electionpb.Election/Resign" => unary(
-                move |r: ResignRequest| {
+                move |r: ResignRequest, creds| {
                     let node = node.clone();
                     async move {
                         let leader = leader_key(r.leader)?;
-                        let revision = node.resign(&leader).await.map_err(status)?;
+                        let who = caller(&node, &creds).await?;
+                        let revision = node.resign(&leader, &who).await.map_err(status)?;
                         Ok(HeaderOnly {
                             header: convert::header(node.header(revision)),
                         })
@@ -364,7 +386,8 @@ where
                 req,
             ),
             "/v3electionpb.Election/Observe" => Box::pin(async move {
-                let mut grpc = Grpc::new(ProstCodec::<LeaderResponse, LeaderRequest>::default());
+                let mut grpc = Grpc::new(ProstCodec::<LeaderResponse, LeaderRequest>::default())
+                    .max_decoding_message_size(crate::GRPC_MAX_RECV_BYTES);
                 Ok(grpc.server_streaming(Observe(node), req).await)
             }),
             _ => Box::pin(async { Ok(unimplemented()) }),

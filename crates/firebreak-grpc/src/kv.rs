@@ -8,6 +8,7 @@ use firebreak_raft::{Node, NodeError};
 use prost::Message;
 use tonic::{Request, Response, Status};
 
+use crate::auth::{caller, Credentials};
 use crate::convert;
 use crate::status::{to_status, too_large_for_grpc};
 
@@ -50,10 +51,15 @@ fn invalid(e: KvError) -> Status {
 #[tonic::async_trait]
 impl PbKvService for KvService {
     async fn range(&self, request: Request<PbRangeRequest>) -> Result<Response<PbRangeResponse>, Status> {
+        let creds = Credentials::of(&request);
         let req = request.into_inner();
         check_grpc_size(req.encoded_len())?;
         let req = convert::range_request(req);
-        let resp = self.node.range(req).await.map_err(to_status)?;
+        validate::check_range(&req).map_err(invalid)?;
+        // Credentials are resolved once the request is known valid, as
+        // etcd does.
+        let who = caller(&self.node, &creds).await?;
+        let resp = self.node.range(req, &who).await.map_err(to_status)?;
         let header = self.node.header(resp.revision);
         Ok(Response::new(convert::range_response(resp, Some(header))))
     }
@@ -68,30 +74,35 @@ impl PbKvService for KvService {
     }
 
     async fn put(&self, request: Request<PbPutRequest>) -> Result<Response<PbPutResponse>, Status> {
+        let creds = Credentials::of(&request);
         let req = request.into_inner();
         let len = req.encoded_len();
         check_grpc_size(len)?;
         let req = convert::put_request(req);
         validate::check_put(&req).map_err(invalid)?;
         check_request_size(len)?;
-        let resp = self.node.put(req).await.map_err(to_status)?;
+        let who = caller(&self.node, &creds).await?;
+        let resp = self.node.put(req, &who).await.map_err(to_status)?;
         let header = self.node.header(resp.revision);
         Ok(Response::new(convert::put_response(resp, Some(header))))
     }
 
     async fn delete_range(&self, request: Request<PbDeleteRequest>) -> Result<Response<PbDeleteResponse>, Status> {
+        let creds = Credentials::of(&request);
         let req = request.into_inner();
         let len = req.encoded_len();
         check_grpc_size(len)?;
         let req = convert::delete_request(req);
         validate::check_delete(&req).map_err(invalid)?;
         check_request_size(len)?;
-        let resp = self.node.delete_range(req).await.map_err(to_status)?;
+        let who = caller(&self.node, &creds).await?;
+        let resp = self.node.delete_range(req, &who).await.map_err(to_status)?;
         let header = self.node.header(resp.revision);
         Ok(Response::new(convert::delete_response(resp, Some(header))))
     }
 
     async fn txn(&self, request: Request<PbTxnRequest>) -> Result<Response<PbTxnResponse>, Status> {
+        let creds = Credentials::of(&request);
         let req = request.into_inner();
         let len = req.encoded_len();
         check_grpc_size(len)?;
@@ -100,17 +111,20 @@ impl PbKvService for KvService {
         if !req.is_read_only() {
             check_request_size(len)?;
         }
-        let resp = self.node.txn(req).await.map_err(to_status)?;
+        let who = caller(&self.node, &creds).await?;
+        let resp = self.node.txn(req, &who).await.map_err(to_status)?;
         let header = self.node.header(resp.revision);
         Ok(Response::new(convert::txn_response(resp, Some(header))))
     }
 
     async fn compact(&self, request: Request<PbCompactionRequest>) -> Result<Response<PbCompactionResponse>, Status> {
+        let creds = Credentials::of(&request);
         let req = request.into_inner();
         check_grpc_size(req.encoded_len())?;
+        let who = caller(&self.node, &creds).await?;
         let resp = self
             .node
-            .compact(convert::compact_request(req))
+            .compact(convert::compact_request(req), &who)
             .await
             .map_err(to_status)?;
         let header = self.node.header(resp.revision);

@@ -9,6 +9,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::auth::{caller, caller_of, Credentials};
 use crate::convert;
 use crate::status::to_status;
 
@@ -25,8 +26,9 @@ impl LeaseService {
 #[tonic::async_trait]
 impl PbLeaseService for LeaseService {
     async fn lease_grant(&self, r: Request<PbLeaseGrantRequest>) -> Result<Response<PbLeaseGrantResponse>, Status> {
+        let who = caller_of(&self.node, &r).await?;
         let r = r.into_inner();
-        let resp = self.node.lease_grant(r.ttl, r.id).await.map_err(to_status)?;
+        let resp = self.node.lease_grant(r.ttl, r.id, &who).await.map_err(to_status)?;
         Ok(Response::new(PbLeaseGrantResponse {
             header: convert::header(self.node.header(resp.revision)),
             id: resp.id,
@@ -36,7 +38,12 @@ impl PbLeaseService for LeaseService {
     }
 
     async fn lease_revoke(&self, r: Request<PbLeaseRevokeRequest>) -> Result<Response<PbLeaseRevokeResponse>, Status> {
-        let resp = self.node.lease_revoke(r.into_inner().id).await.map_err(to_status)?;
+        let who = caller_of(&self.node, &r).await?;
+        let resp = self
+            .node
+            .lease_revoke(r.into_inner().id, &who)
+            .await
+            .map_err(to_status)?;
         Ok(Response::new(PbLeaseRevokeResponse {
             header: convert::header(self.node.header(resp.revision)),
         }))
@@ -48,18 +55,25 @@ impl PbLeaseService for LeaseService {
         &self,
         r: Request<Streaming<PbLeaseKeepAliveRequest>>,
     ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
+        let creds = Credentials::of(&r);
         let mut inbound = r.into_inner();
         let node = self.node.clone();
         let (tx, rx) = mpsc::channel(64);
         tokio::spawn(async move {
             while let Some(Ok(req)) = inbound.next().await {
-                let answer = match node.lease_keep_alive(req.id).await {
+                // Judged for every renewal, as etcd does: a token may
+                // expire, or permissions change, while the stream lives.
+                let renewed = match caller(&node, &creds).await {
+                    Ok(who) => node.lease_keep_alive(req.id, &who).await.map_err(to_status),
+                    Err(e) => Err(e),
+                };
+                let answer = match renewed {
                     Ok(ttl) => Ok(PbLeaseKeepAliveResponse {
                         header: convert::header(node.current_header()),
                         id: req.id,
                         ttl,
                     }),
-                    Err(e) => Err(to_status(e)),
+                    Err(e) => Err(e),
                 };
                 let failed = answer.is_err();
                 if tx.send(answer).await.is_err() || failed {
@@ -74,8 +88,13 @@ impl PbLeaseService for LeaseService {
         &self,
         r: Request<PbLeaseTimeToLiveRequest>,
     ) -> Result<Response<PbLeaseTimeToLiveResponse>, Status> {
+        let who = caller_of(&self.node, &r).await?;
         let r = r.into_inner();
-        let ttl = self.node.lease_time_to_live(r.id, r.keys).await.map_err(to_status)?;
+        let ttl = self
+            .node
+            .lease_time_to_live(r.id, r.keys, &who)
+            .await
+            .map_err(to_status)?;
         Ok(Response::new(PbLeaseTimeToLiveResponse {
             header: convert::header(self.node.current_header()),
             id: r.id,
@@ -85,8 +104,9 @@ impl PbLeaseService for LeaseService {
         }))
     }
 
-    async fn lease_leases(&self, _r: Request<PbLeaseLeasesRequest>) -> Result<Response<PbLeaseLeasesResponse>, Status> {
-        let ids = self.node.lease_ids().await.map_err(to_status)?;
+    async fn lease_leases(&self, r: Request<PbLeaseLeasesRequest>) -> Result<Response<PbLeaseLeasesResponse>, Status> {
+        let who = caller_of(&self.node, &r).await?;
+        let ids = self.node.lease_ids(&who).await.map_err(to_status)?;
         Ok(Response::new(PbLeaseLeasesResponse {
             header: convert::header(self.node.current_header()),
             leases: ids.into_iter().map(|id| PbLeaseStatus { id }).collect(),

@@ -8,12 +8,17 @@
 //! The generated server traits and messages come from the `etcd-client`
 //! crate's `build-server` feature.
 
+pub mod auth;
 pub mod cluster;
 pub mod concurrency;
 pub mod convert;
+pub mod identity;
 pub mod kv;
 pub mod lease;
+pub mod limits;
+pub mod listener;
 pub mod maintenance;
+pub mod metrics;
 pub mod status;
 pub mod watch;
 
@@ -21,39 +26,55 @@ use std::sync::Arc;
 
 use etcd_client::proto::{PbClusterServer, PbKvServer, PbLeaseServer, PbMaintenanceServer, PbWatchServer};
 use firebreak_raft::Node;
+pub use listener::ClientListener;
 
 /// etcd's gRPC receive limit: the request limit plus 512 KiB of overhead.
-/// Requests are let through tonic up to a larger size so that the
-/// handlers can refuse them with etcd's own messages.
+/// tonic refuses a larger message from its length prefix, before reading
+/// its body, in etcd's words ([`limits`]); the handlers refuse requests
+/// over the request limit but under this one with etcd's own messages.
 pub const GRPC_MAX_RECV_BYTES: usize = firebreak_mvcc::MAX_REQUEST_BYTES + 512 * 1024;
-
-/// What tonic lets through before the handlers look at a request.
-const TONIC_DECODE_LIMIT: usize = 64 << 20;
 
 /// Serves the etcd API on `listener` until `shutdown` completes.
 pub async fn serve(
     node: Arc<Node>,
-    listener: tokio::net::TcpListener,
+    listener: ClientListener,
+    http: axum::Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
-    // `Server::tcp_nodelay` applies only to listeners tonic binds itself:
-    // set it on the accepted connections, or responses written in two
-    // pieces wait for the client's delayed ACK (40 ms).
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    // The listener sets TCP_NODELAY on the connections it accepts, or
+    // responses written in two pieces wait for the client's delayed ACK.
+    let identify: fn(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> = listener::identify;
+    // HTTP/1 beside gRPC on the same port, as etcd serves /metrics,
+    // /health and /version: `http` answers every path that is not a gRPC
+    // service.
     tonic::transport::Server::builder()
-        .tcp_nodelay(true)
-        .add_service(PbKvServer::new(kv::KvService::new(node.clone())).max_decoding_message_size(TONIC_DECODE_LIMIT))
-        .add_service(PbClusterServer::new(cluster::ClusterService::new(node.clone())))
-        .add_service(PbMaintenanceServer::new(maintenance::MaintenanceService::new(
-            node.clone(),
-        )))
-        .add_service(PbWatchServer::new(watch::WatchService::new(
-            node.clone(),
-            std::time::Duration::from_secs(600),
-        )))
-        .add_service(PbLeaseServer::new(lease::LeaseService::new(node.clone())))
+        .accept_http1(true)
+        .layer(tonic::service::InterceptorLayer::new(identify))
+        .layer(metrics::GrpcMetricsLayer)
+        .layer(limits::EtcdLimitsLayer)
+        .add_routes(tonic::service::Routes::from(http))
+        .add_service(PbKvServer::new(kv::KvService::new(node.clone())).max_decoding_message_size(GRPC_MAX_RECV_BYTES))
+        .add_service(
+            PbClusterServer::new(cluster::ClusterService::new(node.clone()))
+                .max_decoding_message_size(GRPC_MAX_RECV_BYTES),
+        )
+        .add_service(
+            PbMaintenanceServer::new(maintenance::MaintenanceService::new(node.clone()))
+                .max_decoding_message_size(GRPC_MAX_RECV_BYTES),
+        )
+        .add_service(
+            PbWatchServer::new(watch::WatchService::new(
+                node.clone(),
+                std::time::Duration::from_secs(600),
+            ))
+            .max_decoding_message_size(GRPC_MAX_RECV_BYTES),
+        )
+        .add_service(
+            PbLeaseServer::new(lease::LeaseService::new(node.clone())).max_decoding_message_size(GRPC_MAX_RECV_BYTES),
+        )
+        .add_service(auth::AuthServer::new(node.clone()))
         .add_service(concurrency::LockServer::new(node.clone()))
         .add_service(concurrency::ElectionServer::new(node))
-        .serve_with_incoming_shutdown(incoming, shutdown)
+        .serve_with_incoming_shutdown(listener.incoming(), shutdown)
         .await
 }

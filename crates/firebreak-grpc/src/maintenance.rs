@@ -3,16 +3,18 @@
 use std::sync::Arc;
 
 use etcd_client::proto::*;
+use firebreak_auth::AuthError;
 use firebreak_mvcc::{AlarmAction, AlarmType, KvError};
 use firebreak_raft::{Node, NodeError};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use crate::auth::caller_of;
 use crate::convert;
-use crate::status::to_status;
+use crate::status::{to_status, untranslated};
 
 /// The etcd API version Firebreak answers as; clients gate features on it.
-pub const ETCD_API_VERSION: &str = "3.5.0";
+pub const ETCD_API_VERSION: &str = firebreak_metrics::ETCD_VERSION;
 
 /// Bytes per message of a snapshot stream.
 const SNAPSHOT_CHUNK: usize = 32 * 1024;
@@ -24,6 +26,16 @@ pub struct MaintenanceService {
 impl MaintenanceService {
     pub fn new(node: Arc<Node>) -> Self {
         MaintenanceService { node }
+    }
+
+    /// etcd's admin check of Defragment, Snapshot, Hash and HashKV, whose
+    /// errors etcd sends untranslated.
+    async fn require_root<T>(&self, r: &Request<T>) -> Result<(), Status> {
+        let who = caller_of(&self.node, r).await.map_err(|s| match s.code() {
+            tonic::Code::Unauthenticated => Status::unknown(AuthError::InvalidAuthToken.etcd_internal_message()),
+            _ => s,
+        })?;
+        self.node.check_admin(&who).map_err(untranslated)
     }
 }
 
@@ -55,6 +67,13 @@ fn alarm_members(alarms: impl IntoIterator<Item = firebreak_mvcc::AlarmMember>) 
 #[tonic::async_trait]
 impl PbMaintenanceService for MaintenanceService {
     async fn alarm(&self, r: Request<PbAlarmRequest>) -> Result<Response<PbAlarmResponse>, Status> {
+        let who = caller_of(&self.node, &r).await?;
+        // Listing needs credentials, changing needs root (etcd 3.5).
+        match r.get_ref().action {
+            0 => self.node.require_auth_info(&who),
+            _ => self.node.check_admin(&who),
+        }
+        .map_err(to_status)?;
         let r = r.into_inner();
         let alarms = match (r.action, alarm_type(r.alarm)) {
             // GET lists every alarm (of the given type, unless NONE).
@@ -81,7 +100,9 @@ impl PbMaintenanceService for MaintenanceService {
         }))
     }
 
-    async fn status(&self, _r: Request<PbStatusRequest>) -> Result<Response<PbStatusResponse>, Status> {
+    async fn status(&self, r: Request<PbStatusRequest>) -> Result<Response<PbStatusResponse>, Status> {
+        let who = caller_of(&self.node, &r).await?;
+        self.node.require_auth_info(&who).map_err(to_status)?;
         let s = self.node.status();
         Ok(Response::new(PbStatusResponse {
             header: convert::header(s.header),
@@ -102,13 +123,14 @@ impl PbMaintenanceService for MaintenanceService {
 
     /// The store lives in memory and its snapshot is rewritten whole, so
     /// there is nothing to defragment: success, as etcd answers.
-    async fn defragment(&self, _r: Request<PbDefragmentRequest>) -> Result<Response<PbDefragmentResponse>, Status> {
-        Ok(Response::new(PbDefragmentResponse {
-            header: convert::header(self.node.current_header()),
-        }))
+    async fn defragment(&self, r: Request<PbDefragmentRequest>) -> Result<Response<PbDefragmentResponse>, Status> {
+        self.require_root(&r).await?;
+        // etcd answers a defragmentation with an empty message, no header.
+        Ok(Response::new(PbDefragmentResponse { header: None }))
     }
 
-    async fn hash(&self, _r: Request<PbHashRequest>) -> Result<Response<PbHashResponse>, Status> {
+    async fn hash(&self, r: Request<PbHashRequest>) -> Result<Response<PbHashResponse>, Status> {
+        self.require_root(&r).await?;
         let (hash, revision) = self.node.hash();
         Ok(Response::new(PbHashResponse {
             header: convert::header(self.node.header(revision)),
@@ -117,6 +139,7 @@ impl PbMaintenanceService for MaintenanceService {
     }
 
     async fn hash_kv(&self, r: Request<PbHashKvRequest>) -> Result<Response<PbHashKvResponse>, Status> {
+        self.require_root(&r).await?;
         let h = self
             .node
             .hash_kv(r.into_inner().revision)
@@ -131,7 +154,8 @@ impl PbMaintenanceService for MaintenanceService {
 
     type SnapshotStream = ReceiverStream<Result<PbSnapshotResponse, Status>>;
 
-    async fn snapshot(&self, _r: Request<PbSnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
+    async fn snapshot(&self, r: Request<PbSnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
+        self.require_root(&r).await?;
         // A backup holds every write acknowledged before it was asked for.
         self.node.read_barrier().await.map_err(to_status)?;
         let bytes = self.node.backup();
@@ -156,6 +180,8 @@ impl PbMaintenanceService for MaintenanceService {
     }
 
     async fn move_leader(&self, r: Request<PbMoveLeaderRequest>) -> Result<Response<PbMoveLeaderResponse>, Status> {
+        let who = caller_of(&self.node, &r).await?;
+        self.node.check_admin(&who).map_err(to_status)?;
         self.node
             .move_leader(r.into_inner().target_id)
             .await
@@ -165,7 +191,9 @@ impl PbMaintenanceService for MaintenanceService {
         }))
     }
 
-    async fn downgrade(&self, _r: Request<PbDowngradeRequest>) -> Result<Response<PbDowngradeResponse>, Status> {
+    async fn downgrade(&self, r: Request<PbDowngradeRequest>) -> Result<Response<PbDowngradeResponse>, Status> {
+        let who = caller_of(&self.node, &r).await?;
+        self.node.check_admin(&who).map_err(to_status)?;
         Err(Status::unimplemented("Downgrade is not supported"))
     }
 }

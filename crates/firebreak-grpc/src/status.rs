@@ -38,8 +38,21 @@ fn kv_status(e: &KvError) -> Status {
         ErrorClass::OutOfRange => Code::OutOfRange,
         ErrorClass::FailedPrecondition => Code::FailedPrecondition,
         ErrorClass::ResourceExhausted => Code::ResourceExhausted,
+        ErrorClass::PermissionDenied => Code::PermissionDenied,
+        ErrorClass::Unauthenticated => Code::Unauthenticated,
+        ErrorClass::Unknown => Code::Unknown,
     };
     Status::new(code, e.to_string())
+}
+
+/// An auth error as etcd sends it where it does not translate it (the
+/// admin checks of Defragment, Snapshot, Hash and HashKV): its internal
+/// text, with code Unknown. Any other error maps as [`to_status`] does.
+pub fn untranslated(err: NodeError) -> Status {
+    match err {
+        NodeError::Request(KvError::Auth(e)) => Status::new(Code::Unknown, e.etcd_internal_message()),
+        other => to_status(other),
+    }
 }
 
 /// A request larger than gRPC's receive limit, as grpc-go words it.

@@ -5,15 +5,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use etcd_client::proto::{PbEvent, PbWatchRequest, PbWatchRequestUnion, PbWatchResponse, PbWatchService};
+use firebreak_auth::AuthError;
+use firebreak_mvcc::KvError;
 use firebreak_mvcc::{Event, EventKind, MAX_REQUEST_BYTES};
 use firebreak_raft::watch::{WatchSession, WatchSpec, WatchUpdate};
-use firebreak_raft::Node;
+use firebreak_raft::{Node, NodeError};
 use futures::StreamExt;
 use prost::Message;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::auth::Credentials;
 use crate::convert;
 
 pub struct WatchService {
@@ -110,6 +113,7 @@ fn responses(node: &Node, update: WatchUpdate, fragment: bool) -> Vec<PbWatchRes
 /// Drives one watch stream until the client goes away.
 async fn run_session(
     node: Arc<Node>,
+    creds: Credentials,
     mut inbound: Streaming<PbWatchRequest>,
     out: mpsc::Sender<Result<PbWatchResponse, Status>>,
     progress_interval: Duration,
@@ -134,7 +138,13 @@ async fn run_session(
                             progress_notify: c.progress_notify,
                             watch_id: c.watch_id,
                         };
-                        let updates = session.create(spec);
+                        // The stream's credentials, judged at every create
+                        // as etcd does.
+                        let updates = match node.auth_info(creds.token.as_deref(), creds.common_name.as_deref()).await {
+                            Ok(who) => session.create(spec, &who),
+                            Err(NodeError::Request(KvError::Auth(e))) => session.refuse(&e),
+                            Err(_) => session.refuse(&AuthError::InvalidAuthToken),
+                        };
                         if c.fragment {
                             if let Some(WatchUpdate::Created { id, .. }) = updates.first() {
                                 fragmented.insert(*id);
@@ -179,8 +189,10 @@ impl PbWatchService for WatchService {
 
     async fn watch(&self, request: Request<Streaming<PbWatchRequest>>) -> Result<Response<Self::WatchStream>, Status> {
         let (tx, rx) = mpsc::channel(256);
+        let creds = Credentials::of(&request);
         tokio::spawn(run_session(
             self.node.clone(),
+            creds,
             request.into_inner(),
             tx,
             self.progress_interval,

@@ -4,6 +4,7 @@
 //! them is worth retrying unchanged. Their `Display` texts are etcd's own
 //! messages, because clients (etcdctl, client libraries) match on them.
 
+use firebreak_auth::AuthErrorClass;
 use serde::{Deserialize, Serialize};
 
 /// A request that the store refused. Nothing was applied.
@@ -50,6 +51,9 @@ pub enum KvError {
     /// An encoded write request above [`crate::MAX_REQUEST_BYTES`].
     #[error("etcdserver: request is too large")]
     RequestTooLarge,
+    /// Refused by auth: no or old credentials, or not permitted.
+    #[error(transparent)]
+    Auth(#[from] firebreak_auth::AuthError),
 }
 
 /// The gRPC status class of a [`KvError`], named after gRPC's codes so the
@@ -66,6 +70,12 @@ pub enum ErrorClass {
     FailedPrecondition,
     /// A quota is exhausted.
     ResourceExhausted,
+    /// The caller may not do this.
+    PermissionDenied,
+    /// The caller's credentials are not valid.
+    Unauthenticated,
+    /// etcd answers with code Unknown.
+    Unknown,
 }
 
 impl KvError {
@@ -76,6 +86,13 @@ impl KvError {
             KvError::FutureRevision | KvError::Compacted | KvError::LeaseTtlTooLarge => ErrorClass::OutOfRange,
             KvError::LeaseExists => ErrorClass::FailedPrecondition,
             KvError::NoSpace => ErrorClass::ResourceExhausted,
+            KvError::Auth(e) => match e.class() {
+                AuthErrorClass::InvalidArgument => ErrorClass::InvalidArgument,
+                AuthErrorClass::FailedPrecondition => ErrorClass::FailedPrecondition,
+                AuthErrorClass::PermissionDenied => ErrorClass::PermissionDenied,
+                AuthErrorClass::Unauthenticated => ErrorClass::Unauthenticated,
+                AuthErrorClass::Unknown => ErrorClass::Unknown,
+            },
             _ => ErrorClass::InvalidArgument,
         }
     }

@@ -18,8 +18,13 @@
 //! - [`validate`]: the checks etcd makes before it proposes a request.
 //! - Leases ([`lease`]), watch events ([`Store::events`]), hashes of the
 //!   state ([`hash`]) and alarms ([`alarm`]) are replicated state too.
+//! - [`authorize`]: which permissions each request needs, checked against
+//!   the auth state of `firebreak-auth` (which the replica keeps beside
+//!   the store; the log's [`WriteCommand`] carries its commands and the
+//!   caller of each write).
 
 pub mod alarm;
+pub mod authorize;
 pub mod error;
 mod events;
 pub mod hash;

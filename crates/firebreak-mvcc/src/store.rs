@@ -259,6 +259,12 @@ impl Store {
             WriteCommand::Alarm(req) => Ok(WriteResponse::Alarm(self.alarm(req))),
             WriteCommand::Batch(cmds) => Ok(WriteResponse::Batch(cmds.iter().map(|c| self.apply(c)).collect())),
             WriteCommand::Tagged { cmd, .. } => self.apply(cmd),
+            // The replica (`firebreak-raft`) applies these with the auth
+            // state beside the store and checks the callers; the store
+            // alone has no auth state, so it runs what they wrap unchecked
+            // and refuses auth commands.
+            WriteCommand::AsUser { cmd, .. } | WriteCommand::AsMember(cmd) => self.apply(cmd),
+            WriteCommand::Auth(_) => Err(KvError::Auth(firebreak_auth::AuthError::InvalidAuthMgmt)),
         }
     }
 

@@ -192,8 +192,9 @@ pub struct TxnResponse {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct CompactRequest {
     pub revision: i64,
-    /// Wait until the compaction is physically done; compaction here is
-    /// always complete when it is applied.
+    /// Answer only once the compaction is done on the member that answers
+    /// (compaction is complete wherever it is applied; a member that
+    /// forwarded the request waits until it has applied it).
     pub physical: bool,
 }
 
@@ -225,6 +226,22 @@ pub enum WriteCommand {
         tag: u64,
         cmd: Box<WriteCommand>,
     },
+    /// A change to the auth state (users, roles, tokens), applied by the
+    /// replica beside the store.
+    Auth(firebreak_auth::AuthCommand),
+    /// `cmd` made by a client authenticated as `user` with credentials of
+    /// auth revision `auth_revision`: the replica checks it against the
+    /// auth state when it applies it, as etcd does. A command without this
+    /// wrapper (and without [`WriteCommand::AsMember`]) was made without
+    /// credentials.
+    AsUser {
+        user: String,
+        auth_revision: u64,
+        cmd: Box<WriteCommand>,
+    },
+    /// `cmd` made by the cluster itself (a lease that expired): never
+    /// checked, as etcd makes these with root's credentials.
+    AsMember(Box<WriteCommand>),
 }
 
 impl WriteCommand {
@@ -261,6 +278,8 @@ impl WriteCommand {
             WriteCommand::Txn(t) => txn_bytes(t),
             WriteCommand::Batch(cmds) => cmds.iter().map(WriteCommand::approx_bytes).sum(),
             WriteCommand::Tagged { cmd, .. } => cmd.approx_bytes() + 8,
+            WriteCommand::AsUser { user, cmd, .. } => cmd.approx_bytes() + user.len() + 16,
+            WriteCommand::AsMember(cmd) => cmd.approx_bytes() + 4,
             _ => 32,
         }
     }
@@ -278,6 +297,8 @@ pub enum WriteResponse {
     Alarm(AlarmResponse),
     /// The answers of a [`WriteCommand::Batch`], in order.
     Batch(Vec<Result<WriteResponse, crate::KvError>>),
+    /// The answer to a [`WriteCommand::Auth`].
+    Auth(firebreak_auth::AuthApplied),
 }
 
 /// An alarm a member can raise, as etcd numbers them.

@@ -13,8 +13,12 @@
 //! - Every check is a linearizable read or a txn, so a waiter never acts
 //!   on a stale view; it re-checks after every applied revision.
 //! - A waiter whose own key disappears (its lease expired) gives up.
+//! - Every read and write is made as the caller ([`AuthInfo`]), so it is
+//!   judged by the caller's permissions, as etcd's lock and election
+//!   services make theirs through a client with the caller's token.
 
 use bytes::Bytes;
+use firebreak_auth::AuthInfo;
 use firebreak_mvcc::{
     Compare, CompareResult, CompareTarget, DeleteRangeRequest, KeyValue, PutRequest, RangeRequest, RequestOp,
     SortOrder, SortTarget, TxnRequest, TxnResponse,
@@ -58,6 +62,10 @@ fn prefix_end(prefix: &[u8]) -> Bytes {
     Bytes::from_static(b"\0")
 }
 
+/// The TTL of the session lease made for a lock or a campaign that names
+/// none: etcd's `concurrency.NewSession` default.
+pub const SESSION_TTL: i64 = 60;
+
 fn own_key(name: &[u8], lease: i64) -> Bytes {
     let mut key = name.to_vec();
     key.push(b'/');
@@ -68,7 +76,13 @@ fn own_key(name: &[u8], lease: i64) -> Bytes {
 impl Node {
     /// Creates `key` with `value` on `lease` unless it exists; returns its
     /// create revision and the txn's revision.
-    async fn create_own_key(&self, key: &Bytes, value: &Bytes, lease: i64) -> Result<(KeyValue, i64), NodeError> {
+    async fn create_own_key(
+        &self,
+        key: &Bytes,
+        value: &Bytes,
+        lease: i64,
+        who: &AuthInfo,
+    ) -> Result<(KeyValue, i64), NodeError> {
         let get = RequestOp::Range(RangeRequest {
             key: key.clone(),
             ..Default::default()
@@ -91,7 +105,7 @@ impl Node {
             ],
             failure: vec![get],
         };
-        let resp = self.txn(txn).await?;
+        let resp = self.txn(txn, who).await?;
         let kv = resp
             .responses
             .iter()
@@ -105,26 +119,38 @@ impl Node {
 
     /// Waits until no key under `prefix` was created before `my_rev`, and
     /// `my_key` still exists.
-    async fn wait_turn(&self, prefix: &Bytes, my_key: &Bytes, my_rev: i64) -> Result<i64, ConcurrencyError> {
+    async fn wait_turn(
+        &self,
+        prefix: &Bytes,
+        my_key: &Bytes,
+        my_rev: i64,
+        who: &AuthInfo,
+    ) -> Result<i64, ConcurrencyError> {
         let mut revisions = self.revisions();
         loop {
             let older = self
-                .range(RangeRequest {
-                    key: prefix.clone(),
-                    range_end: prefix_end(prefix),
-                    // Not count_only: etcd's count ignores the revision
-                    // filters, and so does ours.
-                    max_create_revision: my_rev - 1,
-                    keys_only: true,
-                    limit: 1,
-                    ..Default::default()
-                })
+                .range(
+                    RangeRequest {
+                        key: prefix.clone(),
+                        range_end: prefix_end(prefix),
+                        // Not count_only: etcd's count ignores the revision
+                        // filters, and so does ours.
+                        max_create_revision: my_rev - 1,
+                        keys_only: true,
+                        limit: 1,
+                        ..Default::default()
+                    },
+                    who,
+                )
                 .await?;
             let mine = self
-                .range(RangeRequest {
-                    key: my_key.clone(),
-                    ..Default::default()
-                })
+                .range(
+                    RangeRequest {
+                        key: my_key.clone(),
+                        ..Default::default()
+                    },
+                    who,
+                )
                 .await?;
             if mine.kvs.first().is_none_or(|kv| kv.create_revision != my_rev) {
                 return Err(ConcurrencyError::SessionExpired);
@@ -138,49 +164,69 @@ impl Node {
         }
     }
 
-    /// The prefix `name/` and the caller's own key under it, if its lease
-    /// exists. The lease is looked up after a read barrier: a member that
-    /// lags never answers "lease not found" for a lease granted before.
-    async fn session_keys(&self, name: &[u8], lease: i64) -> Result<(Bytes, Bytes), ConcurrencyError> {
-        if lease == 0 {
-            return Err(ConcurrencyError::SessionExpired);
-        }
-        self.read_barrier().await?;
-        if self.replica.read().expect("replica lock").store.lease(lease).is_none() {
-            return Err(ConcurrencyError::SessionExpired);
-        }
+    /// The prefix `name/`, the caller's own key under it and its lease.
+    /// A lease the caller names is looked up after a read barrier: a member
+    /// that lags never answers "lease not found" for a lease granted
+    /// before. Lease 0 gets a session lease of its own, as etcd's lock and
+    /// election services make one ([`SESSION_TTL`] seconds, not kept
+    /// alive: the lock or leadership ends with it unless released first).
+    async fn session_keys(
+        &self,
+        name: &[u8],
+        lease: i64,
+        who: &AuthInfo,
+    ) -> Result<(Bytes, Bytes, i64), ConcurrencyError> {
+        let lease = if lease == 0 {
+            self.lease_grant(SESSION_TTL, 0, who).await?.id
+        } else {
+            self.read_barrier().await?;
+            if self.replica.read().expect("replica lock").store.lease(lease).is_none() {
+                return Err(ConcurrencyError::SessionExpired);
+            }
+            lease
+        };
         let mut prefix = name.to_vec();
         prefix.push(b'/');
-        Ok((Bytes::from(prefix), own_key(name, lease)))
+        Ok((Bytes::from(prefix), own_key(name, lease), lease))
     }
 
     /// Acquires the lock `name` for `lease`; returns the lock's key and the
     /// revision at which it was acquired. A caller that gives up (drops the
     /// future) leaves its key behind, as etcd's server does; it goes with
     /// the lease.
-    pub async fn lock(&self, name: &[u8], lease: i64) -> Result<(Bytes, i64), ConcurrencyError> {
-        let (prefix, key) = self.session_keys(name, lease).await?;
-        let (kv, _) = self.create_own_key(&key, &Bytes::new(), lease).await?;
-        let revision = self.wait_turn(&prefix, &key, kv.create_revision).await?;
+    /// Every read and write is made as `who`, with its permissions.
+    pub async fn lock(&self, name: &[u8], lease: i64, who: &AuthInfo) -> Result<(Bytes, i64), ConcurrencyError> {
+        let (prefix, key, lease) = self.session_keys(name, lease, who).await?;
+        let (kv, _) = self.create_own_key(&key, &Bytes::new(), lease, who).await?;
+        let revision = self.wait_turn(&prefix, &key, kv.create_revision, who).await?;
         Ok((key, revision))
     }
 
     /// Releases a lock (or any key): deletes it.
-    pub async fn unlock(&self, key: Bytes) -> Result<i64, NodeError> {
+    pub async fn unlock(&self, key: Bytes, who: &AuthInfo) -> Result<i64, NodeError> {
         Ok(self
-            .delete_range(DeleteRangeRequest {
-                key,
-                ..Default::default()
-            })
+            .delete_range(
+                DeleteRangeRequest {
+                    key,
+                    ..Default::default()
+                },
+                who,
+            )
             .await?
             .revision)
     }
 
     /// Campaigns for leadership of `name` with `value`; returns once this
     /// caller leads.
-    pub async fn campaign(&self, name: &[u8], lease: i64, value: Bytes) -> Result<(LeaderKey, i64), ConcurrencyError> {
-        let (prefix, key) = self.session_keys(name, lease).await?;
-        let (kv, _) = self.create_own_key(&key, &value, lease).await?;
+    pub async fn campaign(
+        &self,
+        name: &[u8],
+        lease: i64,
+        value: Bytes,
+        who: &AuthInfo,
+    ) -> Result<(LeaderKey, i64), ConcurrencyError> {
+        let (prefix, key, lease) = self.session_keys(name, lease, who).await?;
+        let (kv, _) = self.create_own_key(&key, &value, lease, who).await?;
         let leader = LeaderKey {
             name: Bytes::copy_from_slice(name),
             key: key.clone(),
@@ -188,37 +234,40 @@ impl Node {
             lease,
         };
         if kv.value != value {
-            self.proclaim(&leader, value).await?;
+            self.proclaim(&leader, value, who).await?;
         }
-        let revision = self.wait_turn(&prefix, &key, kv.create_revision).await?;
+        let revision = self.wait_turn(&prefix, &key, kv.create_revision, who).await?;
         Ok((leader, revision))
     }
 
     /// Runs `op` in a txn guarded by `leader` still holding its key (the
     /// key's create revision unchanged).
-    async fn as_leader(&self, leader: &LeaderKey, op: RequestOp) -> Result<TxnResponse, NodeError> {
-        self.txn(TxnRequest {
-            compare: vec![Compare {
-                key: leader.key.clone(),
-                range_end: Bytes::new(),
-                result: CompareResult::Equal,
-                target: CompareTarget::Create(leader.rev),
-            }],
-            success: vec![op],
-            failure: vec![],
-        })
+    async fn as_leader(&self, leader: &LeaderKey, op: RequestOp, who: &AuthInfo) -> Result<TxnResponse, NodeError> {
+        self.txn(
+            TxnRequest {
+                compare: vec![Compare {
+                    key: leader.key.clone(),
+                    range_end: Bytes::new(),
+                    result: CompareResult::Equal,
+                    target: CompareTarget::Create(leader.rev),
+                }],
+                success: vec![op],
+                failure: vec![],
+            },
+            who,
+        )
         .await
     }
 
     /// Updates the leader's value, if `leader` still leads.
-    pub async fn proclaim(&self, leader: &LeaderKey, value: Bytes) -> Result<i64, ConcurrencyError> {
+    pub async fn proclaim(&self, leader: &LeaderKey, value: Bytes, who: &AuthInfo) -> Result<i64, ConcurrencyError> {
         let put = RequestOp::Put(PutRequest {
             key: leader.key.clone(),
             value,
             lease: leader.lease,
             ..Default::default()
         });
-        let resp = self.as_leader(leader, put).await?;
+        let resp = self.as_leader(leader, put, who).await?;
         if !resp.succeeded {
             return Err(ConcurrencyError::NotLeader);
         }
@@ -226,27 +275,30 @@ impl Node {
     }
 
     /// Gives up leadership (deletes the leader key if it is still ours).
-    pub async fn resign(&self, leader: &LeaderKey) -> Result<i64, ConcurrencyError> {
+    pub async fn resign(&self, leader: &LeaderKey, who: &AuthInfo) -> Result<i64, ConcurrencyError> {
         let delete = RequestOp::DeleteRange(DeleteRangeRequest {
             key: leader.key.clone(),
             ..Default::default()
         });
-        Ok(self.as_leader(leader, delete).await?.revision)
+        Ok(self.as_leader(leader, delete, who).await?.revision)
     }
 
     /// The current leader's key-value of election `name`.
-    pub async fn election_leader(&self, name: &[u8]) -> Result<(KeyValue, i64), ConcurrencyError> {
+    pub async fn election_leader(&self, name: &[u8], who: &AuthInfo) -> Result<(KeyValue, i64), ConcurrencyError> {
         let mut prefix = name.to_vec();
         prefix.push(b'/');
         let resp = self
-            .range(RangeRequest {
-                range_end: prefix_end(&prefix),
-                key: Bytes::from(prefix),
-                sort_order: SortOrder::Ascend,
-                sort_target: SortTarget::Create,
-                limit: 1,
-                ..Default::default()
-            })
+            .range(
+                RangeRequest {
+                    range_end: prefix_end(&prefix),
+                    key: Bytes::from(prefix),
+                    sort_order: SortOrder::Ascend,
+                    sort_target: SortTarget::Create,
+                    limit: 1,
+                    ..Default::default()
+                },
+                who,
+            )
             .await?;
         match resp.kvs.into_iter().next() {
             Some(kv) => Ok((kv, resp.revision)),

@@ -43,3 +43,9 @@ impl From<Unavailable> for NodeError {
         NodeError::Unavailable(u)
     }
 }
+
+impl From<firebreak_auth::AuthError> for NodeError {
+    fn from(e: firebreak_auth::AuthError) -> Self {
+        NodeError::Request(KvError::Auth(e))
+    }
+}

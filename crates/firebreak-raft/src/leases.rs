@@ -18,12 +18,14 @@ use std::future::Future;
 use std::sync::Weak;
 use std::time::Duration;
 
+use firebreak_auth::AuthInfo;
 use firebreak_mvcc::{
     LeaseGrantRequest, LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse, WriteCommand, WriteResponse,
 };
 use openraft::ServerState;
 use tokio::time::Instant;
 
+use crate::auth::as_caller;
 use crate::error::{NodeError, Unavailable};
 use crate::node::Node;
 use crate::transport::{ForwardError, PeerRequest, PeerResponse};
@@ -106,8 +108,9 @@ impl Node {
         }
     }
 
-    /// Grants a lease; `id` 0 lets the member choose one.
-    pub async fn lease_grant(&self, ttl: i64, id: i64) -> Result<LeaseGrantResponse, NodeError> {
+    /// Grants a lease; `id` 0 lets the member choose one. While auth is
+    /// enabled, `who` needs credentials (any user may grant).
+    pub async fn lease_grant(&self, ttl: i64, id: i64, who: &AuthInfo) -> Result<LeaseGrantResponse, NodeError> {
         // A positive id that fits etcd's int64 lease ids.
         let id = if id == 0 {
             ((rand::random::<u64>() >> 1) as i64).max(1)
@@ -116,8 +119,9 @@ impl Node {
         };
         let ttl = ttl.max(self.min_lease_ttl);
         self.check_quota(0).await?;
+        self.require_auth_info(who)?;
         match self
-            .write(WriteCommand::LeaseGrant(LeaseGrantRequest { id, ttl }))
+            .write(as_caller(who, WriteCommand::LeaseGrant(LeaseGrantRequest { id, ttl })))
             .await?
         {
             WriteResponse::LeaseGrant(r) => Ok(r),
@@ -125,16 +129,24 @@ impl Node {
         }
     }
 
-    pub async fn lease_revoke(&self, id: i64) -> Result<LeaseRevokeResponse, NodeError> {
-        match self.write(WriteCommand::LeaseRevoke(LeaseRevokeRequest { id })).await? {
+    /// Revokes a lease: `who` needs WRITE on every key attached to it
+    /// (checked when applied).
+    pub async fn lease_revoke(&self, id: i64, who: &AuthInfo) -> Result<LeaseRevokeResponse, NodeError> {
+        self.require_auth_info(who)?;
+        match self
+            .write(as_caller(who, WriteCommand::LeaseRevoke(LeaseRevokeRequest { id })))
+            .await?
+        {
             WriteResponse::LeaseRevoke(r) => Ok(r),
             other => unreachable!("a lease revoke answered with {other:?}"),
         }
     }
 
     /// Renews a lease at the leader; answers its TTL, or 0 if it does not
-    /// exist (as etcd's keep-alive does).
-    pub async fn lease_keep_alive(&self, id: i64) -> Result<i64, NodeError> {
+    /// exist (as etcd's keep-alive does). `who` needs WRITE on every key
+    /// attached to it, as this member sees them.
+    pub async fn lease_keep_alive(&self, id: i64, who: &AuthInfo) -> Result<i64, NodeError> {
+        self.check_lease_renew(who, id)?;
         // One attempt per election timeout, so that a frozen leader is
         // given up on and its successor found.
         self.on_leader(
@@ -150,7 +162,9 @@ impl Node {
     }
 
     /// A lease's remaining and granted TTL, and its keys if asked.
-    pub async fn lease_time_to_live(&self, id: i64, with_keys: bool) -> Result<LeaseTtl, NodeError> {
+    /// With `with_keys`, `who` needs READ on every key attached to it.
+    pub async fn lease_time_to_live(&self, id: i64, with_keys: bool, who: &AuthInfo) -> Result<LeaseTtl, NodeError> {
+        self.require_auth_info(who)?;
         let ttl = self
             .on_leader(
                 self.election_timeout,
@@ -165,6 +179,9 @@ impl Node {
         // The keys as of every write acknowledged before this call, even on
         // a member that lags.
         self.read_barrier().await?;
+        if with_keys {
+            self.check_lease_reads(who, Some(&[id]))?;
+        }
         let replica = self.replica.read().expect("replica lock");
         Ok(match replica.store.lease(id) {
             Some(lease) if ttl >= 0 => LeaseTtl {
@@ -184,9 +201,11 @@ impl Node {
         })
     }
 
-    /// Every lease id, as of a linearizable read.
-    pub async fn lease_ids(&self) -> Result<Vec<i64>, NodeError> {
+    /// Every lease id, as of a linearizable read. `who` needs READ on
+    /// every key attached to any lease.
+    pub async fn lease_ids(&self, who: &AuthInfo) -> Result<Vec<i64>, NodeError> {
         self.read_barrier().await?;
+        self.check_lease_reads(who, None)?;
         Ok(self.replica.read().expect("replica lock").store.lease_ids())
     }
 
@@ -242,7 +261,10 @@ impl Node {
         }
         let deadline = Instant::now() + self.request_timeout;
         match self
-            .propose(WriteCommand::LeaseRevoke(LeaseRevokeRequest { id }), deadline)
+            .propose(
+                WriteCommand::AsMember(Box::new(WriteCommand::LeaseRevoke(LeaseRevokeRequest { id }))),
+                deadline,
+            )
             .await?
         {
             crate::proposer::Proposal::Done(Ok(_)) => Ok(true),

@@ -7,14 +7,21 @@
 //! - [`log_store`] keeps the Raft log durable in append-only segment files
 //!   ([`wal`]), with group commit.
 //! - [`state_machine`] applies committed entries to the store and keeps
-//!   durable snapshots of it.
+//!   durable snapshots of it; [`apply`](crate::state_machine::Replica::apply)
+//!   applies each command to the store or the auth state, as its caller.
+//! - [`auth`] is the auth API of a member: who a token names, logging in,
+//!   managing users and roles, and the cluster-wide renewal of tokens.
 //! - [`transport`] and [`network`] carry Raft and forwarded requests
-//!   between the peer listeners.
+//!   between the peer listeners, over mutual TLS when configured
+//!   ([`peer_tls`]).
 
 // openraft's `StorageError` is the error type of its storage seam; it is
 // large, but boxing it here would only move the allocation around.
 #![allow(clippy::result_large_err)]
 
+mod apply;
+pub mod auth;
+pub mod codec;
 pub mod concurrency;
 pub mod durable_dir;
 pub mod error;
@@ -26,8 +33,10 @@ pub mod maintenance;
 pub mod membership;
 pub mod network;
 mod node;
+pub mod peer_tls;
 mod proposer;
 pub mod quorum_contact;
+pub mod report;
 pub mod state_machine;
 pub mod transport;
 pub mod types;

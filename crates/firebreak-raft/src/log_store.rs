@@ -62,6 +62,7 @@ use std::ops::RangeBounds;
 use std::path::Path;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use firebreak_mvcc::WriteCommand;
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
@@ -154,6 +155,72 @@ impl Durability {
     fn failed(&self, error: String) {
         self.state.send_modify(|s| s.failed = Some(error));
     }
+
+    /// The last index on disk, given that the log ends at `last_index`:
+    /// everything before the first append still waiting for its fsync.
+    pub fn durable_through(&self, last_index: u64) -> u64 {
+        let state = self.state.borrow();
+        match state.appends.front() {
+            Some(&(first, _, _)) => first.saturating_sub(1).min(last_index),
+            None => last_index,
+        }
+    }
+}
+
+/// How many appends [`Progress`] remembers the time of.
+const APPEND_TIMES_KEPT: usize = 4096;
+
+/// What the operations plane asks of the log: the commit index and when
+/// recent entries were appended (so a follower's lag can be told in
+/// seconds). Nothing here is used to decide anything in Raft.
+#[derive(Clone, Default)]
+pub struct Progress {
+    state: Arc<Mutex<ProgressState>>,
+}
+
+#[derive(Default)]
+struct ProgressState {
+    committed: u64,
+    /// `(last index of an append, when it was made)`, oldest first.
+    appended: VecDeque<(u64, Instant)>,
+}
+
+impl Progress {
+    fn committed(&self, index: u64) {
+        let mut state = self.state.lock().expect("progress lock");
+        state.committed = state.committed.max(index);
+    }
+
+    fn appended(&self, last: u64, at: Instant) {
+        let mut state = self.state.lock().expect("progress lock");
+        // A truncation followed by an append restarts the indexes: forget
+        // the times of entries that are gone.
+        while state.appended.back().is_some_and(|&(i, _)| i >= last) {
+            state.appended.pop_back();
+        }
+        if state.appended.len() == APPEND_TIMES_KEPT {
+            state.appended.pop_front();
+        }
+        state.appended.push_back((last, at));
+    }
+
+    /// The highest commit index this member has seen.
+    pub fn commit_index(&self) -> u64 {
+        self.state.lock().expect("progress lock").committed
+    }
+
+    /// When the first entry after `index` was appended here, if the log
+    /// holds one: how long a member that holds up to `index` has been
+    /// behind. With more appends than are remembered, the oldest time
+    /// known (an underestimate).
+    pub fn appended_after(&self, index: u64) -> Option<Instant> {
+        let state = self.state.lock().expect("progress lock");
+        state
+            .appended
+            .iter()
+            .find(|&&(last, _)| last > index)
+            .map(|&(_, at)| at)
+    }
 }
 
 /// The Raft log of one node.
@@ -167,6 +234,7 @@ pub struct LogStore {
     /// This node's id, if it answers its own appends as leader at once.
     early_as_leader: Option<NodeId>,
     durability: Durability,
+    progress: Progress,
     next_seq: u64,
     /// This member's proposals in flight, told which entries the log held.
     own_proposals: Arc<OwnProposals>,
@@ -232,9 +300,21 @@ impl LogStore {
             unsaved_committed,
             early_as_leader,
             durability,
+            progress: {
+                let progress = Progress::default();
+                if let Some(c) = committed {
+                    progress.committed(c.index);
+                }
+                progress
+            },
             next_seq: 0,
             own_proposals: Arc::default(),
         })
+    }
+
+    /// The commit index and append times, for the operations plane.
+    pub fn progress(&self) -> Progress {
+        self.progress.clone()
     }
 
     /// The proposals of this member whose entries the log has held, for
@@ -488,6 +568,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
         self.committed = committed;
+        if let Some(c) = committed {
+            self.progress.committed(c.index);
+        }
         let mut slot = self.unsaved_committed.lock().expect("committed slot lock");
         *slot = (*slot).max(committed);
         Ok(())
@@ -521,6 +604,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.next_seq += 1;
         let seq = self.next_seq;
         self.durability.appended(first, last, seq);
+        self.progress.appended(last, Instant::now());
         let callback = if self.appending_as_leader() {
             // On disk soon; until then `Durability` keeps the commit from
             // being seen (module documentation).

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use firebreak_auth::AuthState;
 use firebreak_mvcc::{
     AlarmAction, AlarmMember, AlarmRequest, AlarmResponse, AlarmType, KvError, KvHash, WriteCommand, WriteResponse,
 };
@@ -17,9 +18,17 @@ use crate::transport::{ForwardError, PeerRequest};
 /// First bytes of a Firebreak backup snapshot.
 pub const SNAPSHOT_MAGIC: &[u8; 8] = b"FBSNAP1\n";
 
-/// What a backup snapshot holds: the store of one replica.
+/// What a backup snapshot holds: the store and the auth state (users,
+/// roles, permissions; no tokens) of one replica.
 #[derive(Serialize, Deserialize)]
 struct Backup {
+    store: firebreak_mvcc::Store,
+    auth: AuthState,
+}
+
+/// A backup written before backups held the auth state.
+#[derive(Deserialize)]
+struct BackupBeforeAuth {
     store: firebreak_mvcc::Store,
 }
 
@@ -59,11 +68,21 @@ pub fn decode_backup(bytes: &[u8]) -> Result<Replica, BackupError> {
     if crc32fast::hash(payload).to_be_bytes() != crc {
         return Err(BackupError::Checksum);
     }
-    let backup: Backup = bincode::deserialize(payload).map_err(|e| BackupError::Decode(e.to_string()))?;
+    // An old backup does not decode as the current layout (it ends before
+    // the auth state) and a current one not as the old (bytes left over).
+    let backup: Backup = crate::codec::decode(payload).or_else(|current| {
+        crate::codec::decode::<BackupBeforeAuth>(payload)
+            .map(|old| Backup {
+                store: old.store,
+                auth: AuthState::default(),
+            })
+            .map_err(|_| BackupError::Decode(current.to_string()))
+    })?;
     Ok(Replica {
         store: backup.store,
         last_applied: None,
         membership: Default::default(),
+        auth: backup.auth,
     })
 }
 
@@ -137,8 +156,13 @@ impl Node {
             #[derive(Serialize)]
             struct BackupRef<'a> {
                 store: &'a firebreak_mvcc::Store,
+                auth: AuthState,
             }
-            bincode::serialize(&BackupRef { store: &replica.store }).expect("the store serializes")
+            let backup = BackupRef {
+                store: &replica.store,
+                auth: replica.auth.without_tokens(),
+            };
+            bincode::serialize(&backup).expect("the store serializes")
         };
         let mut out = Vec::with_capacity(payload.len() + 600);
         out.extend_from_slice(SNAPSHOT_MAGIC);

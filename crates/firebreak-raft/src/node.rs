@@ -19,26 +19,32 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use firebreak_auth::AuthInfo;
 use firebreak_config::Config;
-use firebreak_mvcc::validate;
+use firebreak_mvcc::{authorize, validate};
 use firebreak_mvcc::{
     CompactRequest, CompactResponse, DeleteRangeRequest, DeleteRangeResponse, KvError, PutRequest, PutResponse,
     RangeRequest, RangeResponse, TxnRequest, TxnResponse, WriteCommand, WriteResponse,
 };
 use openraft::error::{CheckIsLeaderError, InitializeError, RaftError};
 use openraft::{ServerState, SnapshotPolicy};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::auth::{as_caller, check_read_revision};
 use crate::error::{NodeError, Unavailable};
 use crate::lessor::Lessor;
 use crate::log_store::LogStore;
 use crate::network::Network;
+use crate::peer_tls::{PeerTls, HANDSHAKE_TIMEOUT};
 use crate::proposer::{OwnProposals, Pending, Proposal};
 use crate::quorum_contact::QuorumContact;
 use crate::state_machine::{SharedReplica, StateMachine};
-use crate::transport::{read_frame, write_frame, ForwardError, PeerError, PeerRequest, PeerResponse, Peers};
+use crate::transport::{
+    read_frame_counted, write_frame_counted, ForwardError, PeerError, PeerRequest, PeerResponse, Peers,
+};
 use crate::types::{Member, NodeId, Raft};
 
 /// How long to wait between attempts while no leader is known.
@@ -85,6 +91,10 @@ pub enum StartError {
     Listen { addr: String, source: std::io::Error },
     #[error("raft: {0}")]
     Raft(String),
+    #[error("{0}")]
+    Auth(#[from] firebreak_auth::token::JwtError),
+    #[error("peer TLS: {0}")]
+    Tls(#[from] firebreak_tls::TlsError),
 }
 
 /// One running member.
@@ -117,6 +127,16 @@ pub struct Node {
     proposals: tokio::sync::mpsc::UnboundedSender<Pending>,
     /// Which of this member's proposals its log has held.
     pub(crate) own_proposals: Arc<OwnProposals>,
+    /// How this member makes and checks auth tokens.
+    pub(crate) tokens: crate::auth::Tokens,
+    /// Which log entries are on disk here.
+    pub(crate) durability: crate::log_store::Durability,
+    /// The commit index and append times, for reports.
+    pub(crate) progress: crate::log_store::Progress,
+    /// Leader changes this member saw, newest last.
+    pub(crate) timeline: Arc<Mutex<std::collections::VecDeque<crate::report::LeaderChange>>>,
+    pub(crate) started: Instant,
+    pub(crate) heartbeat_interval: Duration,
 }
 
 /// Where a reader waits for the read index of its batch.
@@ -141,13 +161,17 @@ impl Node {
             // live as long as the process.
             SETUP.call_once(|| std::mem::forget(fail::FailScenario::setup()));
         }
+        // Certificates first: a member that cannot read them stops before
+        // it creates or touches anything in its data directory.
+        let peer_tls = config.tls.peer.as_ref().map(PeerTls::new).transpose()?.map(Arc::new);
         let log = LogStore::open(&config.data_dir.join("raft"), Some(config.id))?;
         let durability = log.durability();
+        let progress = log.progress();
         let own_proposals = log.own_proposals();
         let sm = StateMachine::open(&config.data_dir.join("snapshot"))?.wait_for_log(durability.clone());
         let replica = sm.replica();
         let revisions = sm.revisions();
-        let peers = Arc::new(Peers::default());
+        let peers = Arc::new(Peers::new(peer_tls.clone()));
 
         let timing = config.raft;
         let election_ms = timing.election_timeout.as_millis() as u64;
@@ -179,7 +203,7 @@ impl Node {
         let contact = Arc::new(QuorumContact::default());
         let network = Network {
             peers: peers.clone(),
-            log: durability,
+            log: durability.clone(),
             contact: contact.clone(),
         };
         let raft = Raft::new(config.id, Arc::new(raft_config), network, log, sm)
@@ -215,6 +239,7 @@ impl Node {
             }
         }
 
+        let tokens = crate::auth::Tokens::new(&config.auth)?;
         let (read_requests, read_queue) = tokio::sync::mpsc::unbounded_channel();
         let (proposals, proposal_queue) = tokio::sync::mpsc::unbounded_channel();
         let node = Arc::new(Node {
@@ -230,19 +255,31 @@ impl Node {
             lessor: Lessor::default(),
             contact,
             own_proposals,
+            tokens,
             min_lease_ttl: (timing.election_timeout.as_millis() as u64 * 3).div_ceil(2000) as i64,
             quota_bytes: config.quota_backend_bytes,
             revisions,
             tasks: Mutex::new(Vec::new()),
+            durability,
+            progress,
+            timeline: Arc::default(),
+            started: Instant::now(),
+            heartbeat_interval: timing.heartbeat_interval,
         });
-        let server = tokio::spawn(serve_peers(listener, Arc::downgrade(&node)));
+        let server = tokio::spawn(serve_peers(listener, Arc::downgrade(&node), peer_tls));
         let expiry = tokio::spawn(crate::leases::expire_leases(Arc::downgrade(&node)));
         let reads = tokio::spawn(batch_read_indexes(Arc::downgrade(&node), read_queue));
         let proposer = tokio::spawn(crate::proposer::run_proposer(Arc::downgrade(&node), proposal_queue));
+        let renewals = tokio::spawn(crate::auth::renew_tokens(Arc::downgrade(&node)));
+        let leadership = tokio::spawn(crate::report::watch_leadership(
+            node.raft.metrics(),
+            node.timeline.clone(),
+        ));
+        let probes = tokio::spawn(crate::report::probe_peers(Arc::downgrade(&node)));
         node.tasks
             .lock()
             .expect("tasks lock")
-            .extend([server, expiry, reads, proposer]);
+            .extend([server, expiry, reads, proposer, renewals, leadership, probes]);
         Ok(node)
     }
 
@@ -305,53 +342,77 @@ impl Node {
         self.header(revision)
     }
 
-    pub async fn put(&self, req: PutRequest) -> Result<PutResponse, NodeError> {
+    /// A put made by `who` (checked when applied).
+    pub async fn put(&self, req: PutRequest, who: &AuthInfo) -> Result<PutResponse, NodeError> {
         validate::check_put(&req)?;
         self.check_quota(req.key.len() + req.value.len()).await?;
-        match self.write(WriteCommand::Put(req)).await? {
+        match self.write(as_caller(who, WriteCommand::Put(req))).await? {
             WriteResponse::Put(r) => Ok(r),
             other => unreachable!("a put answered with {other:?}"),
         }
     }
 
-    pub async fn delete_range(&self, req: DeleteRangeRequest) -> Result<DeleteRangeResponse, NodeError> {
+    pub async fn delete_range(
+        &self,
+        req: DeleteRangeRequest,
+        who: &AuthInfo,
+    ) -> Result<DeleteRangeResponse, NodeError> {
         validate::check_delete(&req)?;
-        match self.write(WriteCommand::DeleteRange(req)).await? {
+        match self.write(as_caller(who, WriteCommand::DeleteRange(req))).await? {
             WriteResponse::DeleteRange(r) => Ok(r),
             other => unreachable!("a delete answered with {other:?}"),
         }
     }
 
-    pub async fn txn(&self, req: TxnRequest) -> Result<TxnResponse, NodeError> {
+    /// A txn made by `who`: a read-only one is checked here, after the
+    /// read barrier; one that writes when it is applied.
+    pub async fn txn(&self, req: TxnRequest, who: &AuthInfo) -> Result<TxnResponse, NodeError> {
         validate::check_txn(&req)?;
         if req.is_read_only() {
             if !req.is_serializable() {
                 self.read_barrier().await?;
             }
             let replica = self.replica.read().expect("replica lock");
-            return Ok(replica.store.txn_read(&req)?);
+            authorize::check_txn(&replica.auth, &replica.store, who, &req)?;
+            let resp = replica.store.txn_read(&req);
+            check_read_revision(&replica, who)?;
+            return Ok(resp?);
         }
         self.check_quota(txn_put_bytes(&req)).await?;
-        match self.write(WriteCommand::Txn(req)).await? {
+        match self.write(as_caller(who, WriteCommand::Txn(req))).await? {
             WriteResponse::Txn(r) => Ok(r),
             other => unreachable!("a txn answered with {other:?}"),
         }
     }
 
-    pub async fn compact(&self, req: CompactRequest) -> Result<CompactResponse, NodeError> {
-        match self.write(WriteCommand::Compact(req)).await? {
-            WriteResponse::Compact(r) => Ok(r),
+    /// A compaction: `root` only while auth is enabled.
+    pub async fn compact(&self, req: CompactRequest, who: &AuthInfo) -> Result<CompactResponse, NodeError> {
+        self.check_admin(who)?;
+        let physical = req.physical;
+        let response = match self.write(as_caller(who, WriteCommand::Compact(req))).await? {
+            WriteResponse::Compact(r) => r,
             other => unreachable!("a compaction answered with {other:?}"),
+        };
+        if physical {
+            // Compaction is complete wherever it is applied; a member that
+            // forwarded the request answers once it has applied it too,
+            // as etcd's member answers after its own backend compacted.
+            self.read_barrier().await?;
         }
+        Ok(response)
     }
 
-    pub async fn range(&self, req: RangeRequest) -> Result<RangeResponse, NodeError> {
+    /// A range read by `who`, checked after the read barrier.
+    pub async fn range(&self, req: RangeRequest, who: &AuthInfo) -> Result<RangeResponse, NodeError> {
         validate::check_range(&req)?;
         if !req.serializable {
             self.read_barrier().await?;
         }
         let replica = self.replica.read().expect("replica lock");
-        Ok(replica.store.range(&req)?)
+        authorize::check_range(&replica.auth, who, &req)?;
+        let resp = replica.store.range(&req);
+        check_read_revision(&replica, who)?;
+        Ok(resp?)
     }
 
     /// Runs a write through the log, forwarding it to the leader if this
@@ -394,12 +455,19 @@ impl Node {
         if self.proposals.send(Pending { cmd, done }).is_err() {
             return Err(NodeError::Stopped("shutting down".into()));
         }
-        match tokio::time::timeout_at(deadline, answer).await {
+        let metrics = firebreak_metrics::metrics();
+        metrics.proposals_pending.inc();
+        let result = match tokio::time::timeout_at(deadline, answer).await {
             // The write may still be committed: its outcome is unknown.
             Err(_) => Err(Unavailable::Timeout.into()),
             Ok(Err(_)) => Err(NodeError::Stopped("shutting down".into())),
             Ok(Ok(answer)) => answer,
+        };
+        metrics.proposals_pending.dec();
+        if result.is_err() {
+            metrics.proposals_failed.inc();
         }
+        result
     }
 
     /// Failpoint `ack-before-replication` (builds with the `failpoints`
@@ -615,30 +683,58 @@ async fn confirm_in_batches<T, F, Fut>(
     }
 }
 
-/// Accepts peer connections until the node is dropped.
-async fn serve_peers(listener: TcpListener, node: std::sync::Weak<Node>) {
+/// Accepts peer connections until the node is dropped; with `tls`, only
+/// those whose certificate the cluster's CA signed (see
+/// [`crate::peer_tls`]): nothing is read from a connection before that.
+async fn serve_peers(listener: TcpListener, node: std::sync::Weak<Node>, tls: Option<Arc<PeerTls>>) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
+        let Ok((stream, peer)) = listener.accept().await else {
             continue;
         };
         let Some(node) = node.upgrade() else { return };
-        tokio::spawn(serve_peer_connection(stream, Arc::downgrade(&node)));
+        let node = Arc::downgrade(&node);
+        let _ = stream.set_nodelay(true);
+        match tls.clone() {
+            None => {
+                tokio::spawn(serve_peer_connection(stream, peer, node));
+            }
+            Some(tls) => {
+                tokio::spawn(async move {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.admit(stream)).await {
+                        Ok(Ok(stream)) => serve_peer_connection(stream, peer, node).await,
+                        Ok(Err(e)) => tracing::warn!(%peer, error = %e, "refused a peer connection"),
+                        Err(_) => tracing::warn!(%peer, "refused a peer connection: no TLS handshake in time"),
+                    }
+                });
+            }
+        }
     }
 }
 
-async fn serve_peer_connection(mut stream: TcpStream, node: std::sync::Weak<Node>) {
-    let _ = stream.set_nodelay(true);
+async fn serve_peer_connection<S>(mut stream: S, peer: std::net::SocketAddr, node: std::sync::Weak<Node>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     loop {
-        let req = match read_frame::<PeerRequest>(&mut stream).await {
-            Ok(req) => req,
+        let (req, size) = match read_frame_counted::<PeerRequest>(&mut stream).await {
+            Ok(read) => read,
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return,
             Err(e) => {
-                tracing::warn!(error = %e, peer = ?stream.peer_addr().ok(), "dropping a peer connection");
+                tracing::warn!(error = %e, %peer, "dropping a peer connection");
                 return;
             }
         };
+        let sender = req.sender().map(firebreak_metrics::member_label);
+        if let Some(from) = &sender {
+            firebreak_metrics::metrics()
+                .peer_received_bytes
+                .with_label_values(&[from])
+                .inc_by(size as u64);
+        }
         let Some(node) = node.upgrade() else { return };
         let resp = match req {
+            PeerRequest::Report => PeerResponse::Report(Box::new(node.report())),
+            PeerRequest::Ping => PeerResponse::Pong,
             PeerRequest::AppendEntries(r) => PeerResponse::AppendEntries(node.raft.append_entries(r).await),
             PeerRequest::Vote(r) => PeerResponse::Vote(node.raft.vote(r).await),
             PeerRequest::InstallSnapshot(r) => PeerResponse::InstallSnapshot(node.raft.install_snapshot(r).await),
@@ -659,8 +755,16 @@ async fn serve_peer_connection(mut stream: TcpStream, node: std::sync::Weak<Node
             }
         };
         drop(node);
-        if write_frame(&mut stream, &resp).await.is_err() {
-            return;
+        match write_frame_counted(&mut stream, &resp).await {
+            Ok(sent) => {
+                if let Some(to) = &sender {
+                    firebreak_metrics::metrics()
+                        .peer_sent_bytes
+                        .with_label_values(&[to])
+                        .inc_by(sent as u64);
+                }
+            }
+            Err(_) => return,
         }
     }
 }

@@ -61,6 +61,12 @@ impl QuorumContact {
         }
     }
 
+    /// When `peer` last acknowledged this member as leader of `term`.
+    pub fn acked_in(&self, peer: NodeId, term: u64) -> Option<Instant> {
+        let acks = self.acks.lock().expect("quorum contact lock");
+        acks.get(&peer).filter(|(t, _)| *t == term).map(|(_, at)| *at)
+    }
+
     /// The latest instant by which a majority of every configuration in
     /// `configs` had acknowledged `me` as leader of `term`; `me` counts as
     /// acknowledging at `now`. `None` if some configuration has no such

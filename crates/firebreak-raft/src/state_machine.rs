@@ -37,6 +37,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
+use firebreak_auth::AuthState;
 use firebreak_mvcc::Store;
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, ErrorSubject, ErrorVerb, RaftSnapshotBuilder};
@@ -53,6 +54,11 @@ pub struct Replica {
     pub store: Store,
     pub last_applied: Option<LogId>,
     pub membership: StoredMembership,
+    /// Users, roles, permissions and tokens, applied beside the store
+    /// (see [`crate::apply`]). Snapshots written before auth existed lack
+    /// it and load with the default (auth disabled, no users): see
+    /// [`decode_snapshot_file`].
+    pub auth: AuthState,
 }
 
 /// The replica, shared by the state machine (which writes) and readers.
@@ -86,7 +92,14 @@ fn write_temporary(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<Path
     let written = (|| {
         let mut file = std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp)?;
         file.write_all(bytes)?;
-        file.sync_all()
+        // The store's durable copy is its snapshot file: its fsync is what
+        // etcd's backend commit is to bbolt.
+        let started = std::time::Instant::now();
+        file.sync_all()?;
+        firebreak_metrics::metrics()
+            .backend_commit_duration
+            .observe(started.elapsed().as_secs_f64());
+        Ok(())
     })();
     match written {
         Ok(()) => Ok(tmp),
@@ -143,6 +156,7 @@ impl SnapshotSlot {
     /// it is strictly newer than the file on disk (or there is none).
     /// Returns whether it did; an older or equal snapshot is discarded.
     fn replace_if_newer(&self, last_log_id: Option<LogId>, bytes: &[u8]) -> std::io::Result<bool> {
+        let started = std::time::Instant::now();
         // The slow part, writing and syncing the data, happens outside the
         // lock, in a temporary file of this call's own.
         let tmp = write_temporary(&self.dir, SNAPSHOT_FILE, bytes)?;
@@ -160,6 +174,9 @@ impl SnapshotSlot {
         // directory sync can fail.
         *on_disk = Some(last_log_id);
         std::fs::File::open(&self.dir)?.sync_all()?;
+        firebreak_metrics::metrics()
+            .snapshot_save_total_duration
+            .observe(started.elapsed().as_secs_f64());
         Ok(true)
     }
 }
@@ -184,13 +201,51 @@ struct SnapshotFile {
     replica: Replica,
 }
 
+/// A snapshot file written before the replica held auth state.
+#[derive(Deserialize)]
+struct SnapshotFileBeforeAuth {
+    meta: SnapshotMeta,
+    replica: ReplicaBeforeAuth,
+}
+
+#[derive(Deserialize)]
+struct ReplicaBeforeAuth {
+    store: Store,
+    last_applied: Option<LogId>,
+    membership: StoredMembership,
+}
+
+/// Decodes a snapshot file (or a snapshot sent by the leader), also one
+/// written before the replica held auth state.
+///
+/// bincode is not self-describing and a snapshot must decode exactly
+/// (no bytes left over), so a missing field cannot fall back to a default
+/// (`#[serde(default)]` does nothing here): an old snapshot fails to decode
+/// as the current layout, for want of the auth state at its end, and is
+/// then decoded as the old one; a current snapshot never decodes as the
+/// old layout, whose end comes before the auth state.
+fn decode_snapshot_file(bytes: &[u8]) -> Result<SnapshotFile, bincode::Error> {
+    crate::codec::decode::<SnapshotFile>(bytes).or_else(|current| {
+        let old: SnapshotFileBeforeAuth = crate::codec::decode(bytes).map_err(|_| current)?;
+        Ok(SnapshotFile {
+            meta: old.meta,
+            replica: Replica {
+                store: old.replica.store,
+                last_applied: old.replica.last_applied,
+                membership: old.replica.membership,
+                auth: AuthState::default(),
+            },
+        })
+    })
+}
+
 fn read_snapshot_file(dir: &Path) -> Result<Option<(Vec<u8>, SnapshotFile)>, StorageError> {
     let bytes = match std::fs::read(dir.join(SNAPSHOT_FILE)) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(snap_err(ErrorVerb::Read, e)),
     };
-    let file = bincode::deserialize(&bytes).map_err(|e| snap_err(ErrorVerb::Read, e))?;
+    let file = decode_snapshot_file(&bytes).map_err(|e| snap_err(ErrorVerb::Read, e))?;
     Ok(Some((bytes, file)))
 }
 
@@ -358,7 +413,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             replica.last_applied = Some(entry.log_id);
             match entry.payload {
                 EntryPayload::Blank => out.push(Applied(None)),
-                EntryPayload::Normal(cmd) => out.push(Applied(Some(replica.store.apply(&cmd)))),
+                EntryPayload::Normal(cmd) => out.push(Applied(Some(replica.apply(&cmd, entry.log_id.index)))),
                 EntryPayload::Membership(m) => {
                     replica.membership = StoredMembership::new(Some(entry.log_id), m);
                     out.push(Applied(None));
@@ -390,7 +445,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
         let bytes = snapshot.into_inner();
-        let file: SnapshotFile = bincode::deserialize(&bytes).map_err(|e| snap_err(ErrorVerb::Read, e))?;
+        let file = decode_snapshot_file(&bytes).map_err(|e| snap_err(ErrorVerb::Read, e))?;
         // openraft 0.9 installs only a snapshot newer than its committed log
         // id (`FollowingHandler::install_full_snapshot` drops one that is
         // not), and what is applied never passes what is committed; the
@@ -572,6 +627,66 @@ mod tests {
         assert_eq!(temporaries(dir.path()), Vec::<String>::new());
         drop(sm);
         assert_eq!(reopened_last_applied(dir.path()).await, newest);
+    }
+
+    /// A snapshot file of a build before auth (the replica without its
+    /// auth state) still loads, with auth disabled and no users; a current
+    /// one keeps its users.
+    #[tokio::test]
+    async fn snapshots_from_before_auth_still_load() {
+        #[derive(Serialize)]
+        struct OldReplica<'a> {
+            store: &'a Store,
+            last_applied: Option<LogId>,
+            membership: &'a StoredMembership,
+        }
+        let (meta, _) = snapshot_through(3, 8);
+        let mut replica = Replica::default();
+        for i in 1..=3 {
+            replica.store.apply(&put(i, 8)).expect("put");
+        }
+        let old = OldReplica {
+            store: &replica.store,
+            last_applied: meta.last_log_id,
+            membership: &replica.membership,
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join(SNAPSHOT_FILE),
+            bincode::serialize(&(&meta, &old)).expect("encode"),
+        )
+        .expect("write");
+        let sm = StateMachine::open(dir.path()).expect("an old snapshot opens");
+        {
+            let loaded = sm.replica.read().unwrap();
+            assert_eq!(loaded.store, replica.store);
+            assert_eq!(loaded.last_applied, meta.last_log_id);
+            assert_eq!(loaded.auth, AuthState::default());
+        }
+        drop(sm);
+
+        replica
+            .apply(
+                &WriteCommand::Auth(firebreak_auth::AuthCommand::UserAdd {
+                    name: "root".into(),
+                    password_hash: b"hash".to_vec(),
+                    no_password: false,
+                }),
+                4,
+            )
+            .expect("user add");
+        replica.last_applied = Some(log_id(4));
+        let meta = SnapshotMeta {
+            last_log_id: replica.last_applied,
+            ..meta
+        };
+        std::fs::write(
+            dir.path().join(SNAPSHOT_FILE),
+            bincode::serialize(&(&meta, &replica)).expect("encode"),
+        )
+        .expect("write");
+        let sm = StateMachine::open(dir.path()).expect("a current snapshot opens");
+        assert_eq!(sm.replica.read().unwrap().auth.user_names(), vec!["root".to_string()]);
     }
 
     #[tokio::test]

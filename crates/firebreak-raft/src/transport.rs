@@ -1,5 +1,6 @@
 //! The peer transport: framed request/response messages over TCP between
-//! the peer listeners of the members, kept apart from client traffic.
+//! the peer listeners of the members, kept apart from client traffic;
+//! with peer TLS configured, over mutual TLS ([`crate::peer_tls`]).
 //!
 //! Each frame is a big-endian `u32` length and a bincode body. A connection
 //! carries one request at a time; callers that need concurrency take more
@@ -20,11 +21,11 @@ use openraft::raft::{
     VoteResponse,
 };
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use firebreak_mvcc::{KvError, WriteCommand, WriteResponse};
 
+use crate::peer_tls::{PeerStream, PeerTls};
 use crate::types::{NodeId, TypeConfig};
 
 /// Largest frame accepted: an AppendEntries of at most 1024 entries
@@ -52,6 +53,23 @@ pub enum PeerRequest {
     Campaign,
     /// A membership change, which the leader runs.
     Membership(crate::membership::MembershipChange),
+    /// What the receiver knows about itself and the cluster, for the
+    /// operations plane of another member.
+    Report,
+    /// Answered at once: measures the round trip.
+    Ping,
+}
+
+impl PeerRequest {
+    /// The member that sent this request, where the request names it.
+    pub fn sender(&self) -> Option<NodeId> {
+        match self {
+            PeerRequest::AppendEntries(r) => r.vote.leader_id().voted_for(),
+            PeerRequest::Vote(r) => r.vote.leader_id().voted_for(),
+            PeerRequest::InstallSnapshot(r) => r.vote.leader_id().voted_for(),
+            _ => None,
+        }
+    }
 }
 
 /// Why the leader did not run a forwarded request.
@@ -78,6 +96,8 @@ pub enum PeerResponse {
     LeaseTimeToLive(Result<i64, ForwardError>),
     Campaign(Result<(), ForwardError>),
     Membership(crate::membership::MembershipResult),
+    Report(Box<crate::report::MemberReport>),
+    Pong,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -92,15 +112,41 @@ pub enum PeerError {
     Timeout { addr: String, timeout: Duration },
 }
 
-pub(crate) async fn write_frame<T: Serialize>(stream: &mut TcpStream, msg: &T) -> std::io::Result<()> {
+/// Writes one frame holding `msg` (and flushes it through any TLS layer).
+pub async fn write_frame<S, T>(stream: &mut S, msg: &T) -> std::io::Result<()>
+where
+    S: AsyncWrite + Unpin + ?Sized,
+    T: Serialize,
+{
+    write_frame_counted(stream, msg).await.map(|_| ())
+}
+
+/// [`write_frame`], answering the bytes written.
+pub(crate) async fn write_frame_counted<S, T>(stream: &mut S, msg: &T) -> std::io::Result<usize>
+where
+    S: AsyncWrite + Unpin + ?Sized,
+    T: Serialize,
+{
     let body = bincode::serialize(msg).map_err(std::io::Error::other)?;
     let mut frame = Vec::with_capacity(4 + body.len());
     frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
     frame.extend_from_slice(&body);
-    stream.write_all(&frame).await
+    stream.write_all(&frame).await?;
+    stream.flush().await?;
+    Ok(frame.len())
 }
 
-pub(crate) async fn read_frame<T: for<'de> Deserialize<'de>>(stream: &mut TcpStream) -> std::io::Result<T> {
+/// Reads one frame, refusing one over the size limit before its body.
+pub async fn read_frame<T: for<'de> Deserialize<'de>>(
+    stream: &mut (impl AsyncRead + Unpin + ?Sized),
+) -> std::io::Result<T> {
+    read_frame_counted(stream).await.map(|(msg, _)| msg)
+}
+
+/// [`read_frame`], answering the bytes read as well.
+pub(crate) async fn read_frame_counted<T: for<'de> Deserialize<'de>>(
+    stream: &mut (impl AsyncRead + Unpin + ?Sized),
+) -> std::io::Result<(T, usize)> {
     let mut len = [0u8; 4];
     stream.read_exact(&mut len).await?;
     let len = u32::from_be_bytes(len) as usize;
@@ -117,51 +163,115 @@ pub(crate) async fn read_frame<T: for<'de> Deserialize<'de>>(stream: &mut TcpStr
     if body.len() < len {
         return Err(std::io::ErrorKind::UnexpectedEof.into());
     }
-    decode_frame(&body)
+    decode_frame(&body).map(|msg| (msg, 4 + len))
 }
 
 /// Decodes a frame's body. Nothing inside it can make the decoder allocate
 /// more than the body's own length (a sequence that claims more elements
 /// than the bytes left is refused), and trailing bytes are refused.
 pub fn decode_frame<T: for<'de> Deserialize<'de>>(body: &[u8]) -> std::io::Result<T> {
-    use bincode::Options;
-    // The encoding of `bincode::serialize`, with a limit.
-    bincode::DefaultOptions::new()
-        .with_fixint_encoding()
-        .with_limit(body.len() as u64)
-        .deserialize(body)
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    crate::codec::decode(body).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
 
 /// Connections to one peer.
 pub struct PeerClient {
     addr: String,
-    idle: Mutex<Vec<TcpStream>>,
+    /// The peer's member id as etcd's metrics label it (hexadecimal).
+    label: String,
+    /// Mutual TLS with the peer, if configured.
+    tls: Option<Arc<PeerTls>>,
+    idle: Mutex<Vec<PeerStream>>,
+    /// Round trips measured on heartbeats, smoothed.
+    rtt: RoundTrips,
 }
 
-impl PeerClient {
-    fn new(addr: String) -> PeerClient {
-        PeerClient {
-            addr,
-            idle: Mutex::new(Vec::new()),
+/// Round trips to one peer, measured on messages whose answer needs no
+/// disk write (heartbeats, votes, read indexes).
+#[derive(Default)]
+pub struct RoundTrips {
+    /// Smoothed round trip in microseconds (0: none measured yet).
+    smoothed_micros: std::sync::atomic::AtomicU64,
+    /// Largest round trip among the recent ones, in microseconds; decays
+    /// towards the smoothed value.
+    recent_max_micros: std::sync::atomic::AtomicU64,
+    /// When the latest was measured.
+    last: Mutex<Option<std::time::Instant>>,
+}
+
+impl RoundTrips {
+    fn record(&self, rtt: Duration) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let micros = (rtt.as_micros() as u64).max(1);
+        let old = self.smoothed_micros.load(Relaxed);
+        let smoothed = if old == 0 { micros } else { (old * 7 + micros) / 8 };
+        self.smoothed_micros.store(smoothed, Relaxed);
+        let max = self.recent_max_micros.load(Relaxed);
+        let decayed = (max * 15 + smoothed) / 16;
+        self.recent_max_micros.store(decayed.max(micros), Relaxed);
+        *self.last.lock().expect("round trip lock") = Some(std::time::Instant::now());
+    }
+
+    /// When the latest round trip was measured.
+    pub fn last_measured(&self) -> Option<std::time::Instant> {
+        *self.last.lock().expect("round trip lock")
+    }
+
+    /// The smoothed round trip, if one was measured.
+    pub fn smoothed(&self) -> Option<Duration> {
+        match self.smoothed_micros.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => None,
+            micros => Some(Duration::from_micros(micros)),
         }
     }
 
-    /// An idle connection that is still open, or a new one.
-    async fn connection(&self, timeout: Duration) -> Result<TcpStream, PeerError> {
+    /// The recent largest round trip, if one was measured.
+    pub fn recent_max(&self) -> Option<Duration> {
+        match self.recent_max_micros.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => None,
+            micros => Some(Duration::from_micros(micros)),
+        }
+    }
+}
+
+/// Whether the answer to `req` needs no disk write on the peer, so that
+/// the exchange measures the network's round trip.
+fn measures_round_trip(req: &PeerRequest) -> bool {
+    match req {
+        PeerRequest::AppendEntries(a) => a.entries.is_empty(),
+        PeerRequest::ReadIndex | PeerRequest::Report | PeerRequest::Ping => true,
+        _ => false,
+    }
+}
+
+impl PeerClient {
+    fn new(id: NodeId, addr: String, tls: Option<Arc<PeerTls>>) -> PeerClient {
+        PeerClient {
+            addr,
+            label: firebreak_metrics::member_label(id),
+            tls,
+            idle: Mutex::new(Vec::new()),
+            rtt: RoundTrips::default(),
+        }
+    }
+
+    /// Round trips measured to this peer.
+    pub fn round_trips(&self) -> &RoundTrips {
+        &self.rtt
+    }
+
+    /// An idle connection that is still open, or a new one. A new one is
+    /// made within `timeout`, TLS handshake and admission included: any
+    /// failure up to then is a [`PeerError::Connect`].
+    async fn connection(&self, timeout: Duration) -> Result<PeerStream, PeerError> {
         loop {
-            let Some(stream) = self.idle.lock().expect("pool lock").pop() else {
+            let Some(mut stream) = self.idle.lock().expect("pool lock").pop() else {
                 break;
             };
-            // An idle connection has nothing to read: data or EOF means the
-            // peer closed it (or restarted).
-            let mut probe = [0u8; 1];
-            match stream.try_read(&mut probe) {
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(stream),
-                _ => continue,
+            if stream.is_idle() {
+                return Ok(stream);
             }
         }
-        let connect = TcpStream::connect(&self.addr);
+        let connect = PeerStream::connect(&self.addr, self.tls.as_deref());
         let stream = match tokio::time::timeout(timeout, connect).await {
             Ok(Ok(stream)) => stream,
             Ok(Err(source)) => {
@@ -177,19 +287,45 @@ impl PeerClient {
                 })
             }
         };
-        let _ = stream.set_nodelay(true);
         Ok(stream)
     }
 
     /// Sends one request and waits for its answer.
     pub async fn call(&self, req: &PeerRequest, timeout: Duration) -> Result<PeerResponse, PeerError> {
+        let metrics = firebreak_metrics::metrics();
+        let result = self.exchange(req, timeout).await;
+        if result.is_err() {
+            metrics.peer_sent_failures.with_label_values(&[&self.label]).inc();
+        }
+        result
+    }
+
+    async fn exchange(&self, req: &PeerRequest, timeout: Duration) -> Result<PeerResponse, PeerError> {
+        let metrics = firebreak_metrics::metrics();
         let mut stream = self.connection(timeout).await?;
+        let started = std::time::Instant::now();
         let exchange = async {
-            write_frame(&mut stream, req).await?;
-            read_frame::<PeerResponse>(&mut stream).await
+            let sent = write_frame_counted(&mut stream, req).await?;
+            metrics
+                .peer_sent_bytes
+                .with_label_values(&[&self.label])
+                .inc_by(sent as u64);
+            read_frame_counted::<PeerResponse>(&mut stream).await
         };
         match tokio::time::timeout(timeout, exchange).await {
-            Ok(Ok(resp)) => {
+            Ok(Ok((resp, received))) => {
+                metrics
+                    .peer_received_bytes
+                    .with_label_values(&[&self.label])
+                    .inc_by(received as u64);
+                if measures_round_trip(req) {
+                    let rtt = started.elapsed();
+                    metrics
+                        .peer_round_trip_time
+                        .with_label_values(&[&self.label])
+                        .observe(rtt.as_secs_f64());
+                    self.rtt.record(rtt);
+                }
                 self.idle.lock().expect("pool lock").push(stream);
                 Ok(resp)
             }
@@ -209,20 +345,39 @@ impl PeerClient {
 #[derive(Default)]
 pub struct Peers {
     clients: Mutex<HashMap<NodeId, (String, Arc<PeerClient>)>>,
+    /// Mutual TLS with every peer, if configured.
+    tls: Option<Arc<PeerTls>>,
 }
 
 impl Peers {
+    /// Clients that connect with `tls`, or over plain TCP.
+    pub fn new(tls: Option<Arc<PeerTls>>) -> Peers {
+        Peers {
+            clients: Mutex::default(),
+            tls,
+        }
+    }
+
     /// The client for `id` at `addr` (replaced if the address changed).
     pub fn get(&self, id: NodeId, addr: &str) -> Arc<PeerClient> {
         let mut clients = self.clients.lock().expect("peers lock");
         match clients.get(&id) {
             Some((known, client)) if known == addr => client.clone(),
             _ => {
-                let client = Arc::new(PeerClient::new(addr.to_string()));
+                let client = Arc::new(PeerClient::new(id, addr.to_string(), self.tls.clone()));
                 clients.insert(id, (addr.to_string(), client.clone()));
                 client
             }
         }
+    }
+
+    /// The client for `id`, if one was made.
+    pub fn known(&self, id: NodeId) -> Option<Arc<PeerClient>> {
+        self.clients
+            .lock()
+            .expect("peers lock")
+            .get(&id)
+            .map(|(_, c)| c.clone())
     }
 }
 
@@ -233,6 +388,7 @@ mod tests {
     use openraft::{CommittedLeaderId, EntryPayload, LogId, Vote};
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
+    use tokio::net::TcpStream;
 
     use super::*;
     use crate::types::Entry;
@@ -248,7 +404,7 @@ mod tests {
                 ..Default::default()
             })),
         };
-        let requests = vec![
+        let requests = [
             PeerRequest::AppendEntries(AppendEntriesRequest {
                 vote: Vote::new_committed(3, 7),
                 prev_log_id: Some(log_id),

@@ -28,11 +28,17 @@
 //! - A watcher cancelled by compaction keeps its id until the client
 //!   cancels it (which is answered); its compaction response has no
 //!   reason and header revision 0.
+//! - While auth is enabled, a create needs READ on its range (after the
+//!   empty key became `"\0"`, before the range and id checks); a refusal
+//!   carries the gRPC error's text as its reason, as etcd's
+//!   ("rpc error: code = PermissionDenied desc = etcdserver: permission
+//!   denied"). Watchers already created are not judged again.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use firebreak_auth::{AuthError, AuthInfo};
 use firebreak_mvcc::{Event, EventKind};
 
 use crate::node::Node;
@@ -123,7 +129,9 @@ impl WatchSession {
         self.watchers.is_empty()
     }
 
-    pub fn create(&mut self, mut spec: WatchSpec) -> Vec<WatchUpdate> {
+    /// Creates a watcher for `who`, who needs READ on its range (checked
+    /// once, at creation, as etcd does).
+    pub fn create(&mut self, mut spec: WatchSpec, who: &AuthInfo) -> Vec<WatchUpdate> {
         let (current, _) = self.node.revision_window();
         let refuse = |reason: &str| {
             vec![WatchUpdate::Refused {
@@ -134,6 +142,9 @@ impl WatchSession {
         if spec.key.is_empty() {
             // "\0" is the smallest key.
             spec.key = Bytes::from_static(b"\0");
+        }
+        if let Err(e) = self.node.check_watch(who, &spec.key, &spec.range_end) {
+            return refuse(&auth_refusal(&e));
         }
         if !spec.range_end.is_empty() && spec.range_end[..] != [0] && spec.key >= spec.range_end {
             return refuse("mvcc: watcher range is empty");
@@ -166,6 +177,16 @@ impl WatchSession {
         let mut out = vec![WatchUpdate::Created { id, revision: current }];
         out.extend(self.sync_one(id, current));
         out
+    }
+
+    /// The refusal of a create whose credentials are not valid (a bad or
+    /// expired token).
+    pub fn refuse(&self, e: &AuthError) -> Vec<WatchUpdate> {
+        let (current, _) = self.node.revision_window();
+        vec![WatchUpdate::Refused {
+            revision: current,
+            reason: auth_refusal(e),
+        }]
     }
 
     pub fn cancel(&mut self, id: i64) -> Vec<WatchUpdate> {
@@ -273,4 +294,16 @@ impl WatchSession {
         }
         out
     }
+}
+
+/// The cancel reason etcd gives a watch refused by auth: the text of its
+/// gRPC error (`status.Error().Error()`), for one of the four errors it
+/// tells apart (any other is "permission denied").
+fn auth_refusal(e: &AuthError) -> String {
+    let (code, e) = match e {
+        AuthError::InvalidAuthToken => ("Unauthenticated", e.clone()),
+        AuthError::AuthOldRevision | AuthError::UserEmpty => ("InvalidArgument", e.clone()),
+        _ => ("PermissionDenied", AuthError::PermissionDenied),
+    };
+    format!("rpc error: code = {code} desc = {e}")
 }

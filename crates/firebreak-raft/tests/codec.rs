@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
 
+use firebreak_auth::{AuthApplied, AuthCommand, AuthError, KeyPermission, PermissionType};
 use firebreak_config::Domains;
 use firebreak_mvcc::{
     AlarmAction, AlarmMember, AlarmRequest, AlarmResponse, AlarmType, CompactRequest, CompactResponse, Compare,
@@ -164,7 +165,15 @@ fn write_commands() -> Vec<WriteCommand> {
             member_id: 13,
             alarm: AlarmType::Corrupt,
         }),
+        WriteCommand::AsUser {
+            user: "alice".into(),
+            auth_revision: 14,
+            cmd: Box::new(WriteCommand::Put(put())),
+        },
+        WriteCommand::AsMember(Box::new(WriteCommand::LeaseRevoke(LeaseRevokeRequest { id: 15 }))),
     ];
+    let mut single = single;
+    single.extend(auth_commands().into_iter().map(WriteCommand::Auth));
     let mut batch = single.clone();
     batch.push(WriteCommand::Batch(vec![WriteCommand::Put(put())]));
     let tagged = WriteCommand::Tagged {
@@ -176,6 +185,67 @@ fn write_commands() -> Vec<WriteCommand> {
     all.push(WriteCommand::Batch(batch));
     all.push(tagged);
     all
+}
+
+/// One of every auth command.
+fn auth_commands() -> Vec<AuthCommand> {
+    let perm = KeyPermission {
+        perm: PermissionType::ReadWrite,
+        key: b"a/".to_vec(),
+        range_end: b"a0".to_vec(),
+    };
+    vec![
+        AuthCommand::Enable,
+        AuthCommand::Disable,
+        AuthCommand::Authenticate {
+            name: "alice".into(),
+            prefix: "abcdefghijklmnop".into(),
+            now_ms: 16,
+            ttl_ms: 17,
+        },
+        AuthCommand::UserAdd {
+            name: "alice".into(),
+            password_hash: b"$2b$10$hash".to_vec(),
+            no_password: true,
+        },
+        AuthCommand::UserDelete { name: "bob".into() },
+        AuthCommand::UserChangePassword {
+            name: "carol".into(),
+            password_hash: b"$2b$10$other".to_vec(),
+        },
+        AuthCommand::UserGrantRole {
+            user: "dave".into(),
+            role: "r".into(),
+        },
+        AuthCommand::UserRevokeRole {
+            name: "erin".into(),
+            role: "s".into(),
+        },
+        AuthCommand::RoleAdd { name: "t".into() },
+        AuthCommand::RoleGrantPermission {
+            name: "u".into(),
+            perm: Some(perm),
+        },
+        AuthCommand::RoleGrantPermission {
+            name: "u".into(),
+            perm: Some(KeyPermission {
+                perm: PermissionType::Other(7),
+                key: b"k".to_vec(),
+                range_end: b"\0".to_vec(),
+            }),
+        },
+        AuthCommand::RoleRevokePermission {
+            role: "v".into(),
+            key: b"k".to_vec(),
+            range_end: b"l".to_vec(),
+        },
+        AuthCommand::RoleDelete { role: "w".into() },
+        AuthCommand::RenewTokens {
+            now_ms: 18,
+            ttl_ms: 19,
+            tokens: vec!["a.1".into(), "b.2".into()],
+        },
+    ]
 }
 
 /// One of every write response, a batch holding answers and an error.
@@ -232,6 +302,11 @@ fn write_responses() -> Vec<WriteResponse> {
     ];
     let mut batch: Vec<Result<WriteResponse, KvError>> = single.iter().cloned().map(Ok).collect();
     batch.push(Err(KvError::LeaseNotFound));
+    batch.push(Err(KvError::Auth(AuthError::AuthOldRevision)));
+    batch.push(Ok(WriteResponse::Auth(AuthApplied {
+        revision: 20,
+        token: Some("abcdefghijklmnop.21".into()),
+    })));
     let mut all = single;
     all.push(WriteResponse::Batch(batch));
     all
@@ -316,9 +391,89 @@ fn peer_requests() -> Vec<PeerRequest> {
             id: 5,
             peer_url: "http://10.0.0.9:2380".into(),
         }),
+        PeerRequest::Report,
+        PeerRequest::Ping,
     ];
     requests.extend(write_commands().into_iter().map(PeerRequest::Write));
     requests
+}
+
+/// A report with every optional field set, and a lagging follower.
+fn member_report() -> firebreak_raft::report::MemberReport {
+    use firebreak_raft::report::*;
+    let domains = Domains {
+        datacenter: "dc1".into(),
+        room: Some("ups-2".into()),
+        rack: Some("r1".into()),
+        host: Some("h1".into()),
+    };
+    MemberReport {
+        id: 1,
+        name: "dc1-1".into(),
+        domains: domains.clone(),
+        role: Role::Leader,
+        term: 7,
+        leader: Some(1),
+        leader_has_quorum: Some(true),
+        last_log_index: 120,
+        durable_index: 119,
+        commit_index: 118,
+        applied_index: 117,
+        revision: 99,
+        db_size: 4096,
+        alarms: vec!["memberID:1 alarm:NOSPACE".into()],
+        members: vec![ConfiguredMember {
+            id: 1,
+            name: "dc1-1".into(),
+            domains,
+            client_url: "http://10.0.1.1:2379".into(),
+            peer_url: "http://10.0.1.1:2380".into(),
+            is_learner: false,
+        }],
+        peers: vec![PeerLink {
+            id: 2,
+            rtt_ms: Some(4.2),
+            rtt_max_ms: Some(9.5),
+            rtt_measured_ms_ago: Some(300),
+            last_ack_ms_ago: Some(40),
+        }],
+        replication: Some(vec![
+            FollowerProgress {
+                id: 2,
+                durable_index: Some(100),
+                lag_entries: Some(20),
+                lag_seconds: Some(1.5),
+            },
+            FollowerProgress {
+                id: 3,
+                durable_index: None,
+                lag_entries: None,
+                lag_seconds: None,
+            },
+        ]),
+        election_timeout_ms: 1000,
+        heartbeat_interval_ms: 100,
+        fsync: FsyncStats {
+            count: 10,
+            mean_ms: Some(1.25),
+            p99_ms: Some(4.0),
+        },
+        leader_changes: vec![
+            LeaderChange {
+                at_unix_ms: 1,
+                term: 6,
+                leader: None,
+            },
+            LeaderChange {
+                at_unix_ms: 2,
+                term: 7,
+                leader: Some(1),
+            },
+        ],
+        uptime_seconds: 12.5,
+        etcd_version: "3.5.0".into(),
+        firebreak_version: "0.1.0".into(),
+    }
 }
 
 fn peer_responses() -> Vec<PeerResponse> {
@@ -357,6 +512,8 @@ fn peer_responses() -> Vec<PeerResponse> {
         PeerResponse::Membership(Ok(Ok(5))),
         PeerResponse::Membership(Ok(Err(MembershipError::Topology("dc1 would hold a quorum".into())))),
         PeerResponse::Membership(Err(ForwardError::NotLeader)),
+        PeerResponse::Report(Box::new(member_report())),
+        PeerResponse::Pong,
     ];
     responses.extend(write_responses().into_iter().map(|r| PeerResponse::Write(Ok(Ok(r)))));
     responses
@@ -376,6 +533,8 @@ fn request_kind(r: &PeerRequest) -> &'static str {
         PeerRequest::LeaseTimeToLive(_) => "LeaseTimeToLive",
         PeerRequest::Campaign => "Campaign",
         PeerRequest::Membership(_) => "Membership",
+        PeerRequest::Report => "Report",
+        PeerRequest::Ping => "Ping",
     }
 }
 
@@ -390,6 +549,8 @@ fn response_kind(r: &PeerResponse) -> &'static str {
         PeerResponse::LeaseTimeToLive(_) => "LeaseTimeToLive",
         PeerResponse::Campaign(_) => "Campaign",
         PeerResponse::Membership(_) => "Membership",
+        PeerResponse::Report(_) => "Report",
+        PeerResponse::Pong => "Pong",
     }
 }
 
@@ -404,10 +565,13 @@ fn command_kind(c: &WriteCommand) -> &'static str {
         WriteCommand::Alarm(_) => "Alarm",
         WriteCommand::Batch(_) => "Batch",
         WriteCommand::Tagged { .. } => "Tagged",
+        WriteCommand::Auth(_) => "Auth",
+        WriteCommand::AsUser { .. } => "AsUser",
+        WriteCommand::AsMember(_) => "AsMember",
     }
 }
 
-const PEER_KINDS: [&str; 9] = [
+const PEER_REQUEST_KINDS: [&str; 11] = [
     "AppendEntries",
     "Vote",
     "InstallSnapshot",
@@ -417,9 +581,25 @@ const PEER_KINDS: [&str; 9] = [
     "LeaseTimeToLive",
     "Campaign",
     "Membership",
+    "Report",
+    "Ping",
 ];
 
-const COMMAND_KINDS: [&str; 9] = [
+const PEER_RESPONSE_KINDS: [&str; 11] = [
+    "AppendEntries",
+    "Vote",
+    "InstallSnapshot",
+    "Write",
+    "ReadIndex",
+    "LeaseKeepAlive",
+    "LeaseTimeToLive",
+    "Campaign",
+    "Membership",
+    "Report",
+    "Pong",
+];
+
+const COMMAND_KINDS: [&str; 12] = [
     "Put",
     "DeleteRange",
     "Txn",
@@ -429,6 +609,9 @@ const COMMAND_KINDS: [&str; 9] = [
     "Alarm",
     "Batch",
     "Tagged",
+    "Auth",
+    "AsUser",
+    "AsMember",
 ];
 
 #[test]
@@ -462,7 +645,11 @@ fn log_entries_roundtrip() {
 fn peer_requests_roundtrip() {
     let requests = peer_requests();
     let kinds: BTreeSet<&str> = requests.iter().map(request_kind).collect();
-    assert_eq!(kinds, BTreeSet::from(PEER_KINDS), "a request kind has no sample");
+    assert_eq!(
+        kinds,
+        BTreeSet::from(PEER_REQUEST_KINDS),
+        "a request kind has no sample"
+    );
     for request in &requests {
         roundtrip_without_eq(request);
     }
@@ -472,7 +659,11 @@ fn peer_requests_roundtrip() {
 fn peer_responses_roundtrip() {
     let responses = peer_responses();
     let kinds: BTreeSet<&str> = responses.iter().map(response_kind).collect();
-    assert_eq!(kinds, BTreeSet::from(PEER_KINDS), "a response kind has no sample");
+    assert_eq!(
+        kinds,
+        BTreeSet::from(PEER_RESPONSE_KINDS),
+        "a response kind has no sample"
+    );
     for response in &responses {
         roundtrip_without_eq(response);
     }

@@ -5,11 +5,16 @@
 //!   member, in the foreground.
 //! - `firebreak drill` burns a datacenter under load and reports;
 //!   `firebreak check` re-checks a saved history.
+//! - `firebreak status` shows the cluster as a member sees it: roles,
+//!   lag, health and whether losing a datacenter now would lose data.
 //! - `firebreak bench` loads any etcd-API endpoint.
 
 mod restore;
 mod serve;
+mod status;
+mod tls_args;
 mod up;
+mod up_tls;
 
 use clap::{Parser, Subcommand};
 
@@ -20,8 +25,17 @@ use clap::{Parser, Subcommand};
     about = "An etcd-compatible store replicated by Raft across three datacenters"
 )]
 struct Cli {
+    /// Log format: `text` for people, `json` for one JSON object a line.
+    #[arg(long, global = true, value_enum, env = "FIREBREAK_LOG_FORMAT", default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -36,6 +50,8 @@ enum Command {
     Drill(Box<firebreak_drill::DrillArgs>),
     /// Re-check a saved client history (history.jsonl) and print the verdict.
     Check(firebreak_drill::CheckArgs),
+    /// Show the cluster as a member sees it: roles, lag, health, and what losing a datacenter now would cost.
+    Status(status::StatusArgs),
     /// Load an etcd-API endpoint (Firebreak or etcd) and report throughput and latency.
     Bench(Box<firebreak_bench::BenchArgs>),
     /// One workload client of a drill (started by `firebreak drill`).
@@ -43,13 +59,18 @@ enum Command {
     DrillClient(Box<firebreak_drill::ClientArgs>),
 }
 
-fn init_tracing() {
+fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("FIREBREAK_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        // One object a line: time, level, message and fields at the top
+        // level (as etcd's zap logger writes them), and the span context.
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).init(),
+    }
 }
 
 /// The exit code of a command that chooses its own, or a failure.
@@ -62,11 +83,17 @@ fn exit<E: std::error::Error>(result: Result<std::process::ExitCode, E>) -> std:
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    init_tracing(cli.log_format);
+    if cli.log_format == LogFormat::Json {
+        // The members that `up` and `drill` start inherit the format.
+        // Set before any other thread starts.
+        std::env::set_var("FIREBREAK_LOG_FORMAT", "json");
+    }
     let result = match cli.command {
         Command::Serve(args) => serve::run(*args),
         Command::Up(args) => up::run(args),
         Command::Restore(args) => restore::run(args),
+        Command::Status(args) => status::run(args),
         Command::Drill(args) => return exit(firebreak_drill::run_drill(*args)),
         Command::Check(args) => return exit(firebreak_drill::run_check(args)),
         Command::Bench(args) => return exit(firebreak_bench::run_bench(*args)),

@@ -43,6 +43,18 @@ pub struct ServeArgs {
     pub election_timeout_ms: Option<u64>,
     #[arg(long, env = "FIREBREAK_SNAPSHOT_ENTRIES")]
     pub snapshot_entries: Option<u64>,
+    #[command(flatten)]
+    pub tls: crate::tls_args::TlsArgs,
+    /// Auth tokens: `simple` (default) or
+    /// `jwt,sign-method=RS256,pub-key=FILE,priv-key=FILE[,ttl=5m]`, as etcd.
+    #[arg(long, env = "FIREBREAK_AUTH_TOKEN")]
+    pub auth_token: Option<String>,
+    /// Seconds a simple token lives without being used (default 300).
+    #[arg(long, env = "FIREBREAK_AUTH_TOKEN_TTL")]
+    pub auth_token_ttl: Option<u64>,
+    /// bcrypt cost of password hashes, 4 to 31 (default 10).
+    #[arg(long, env = "FIREBREAK_BCRYPT_COST")]
+    pub bcrypt_cost: Option<u32>,
 }
 
 impl ServeArgs {
@@ -73,6 +85,10 @@ impl ServeArgs {
         raw.raft.heartbeat_interval_ms = self.heartbeat_interval_ms.or(raw.raft.heartbeat_interval_ms);
         raw.raft.election_timeout_ms = self.election_timeout_ms.or(raw.raft.election_timeout_ms);
         raw.raft.snapshot_entries = self.snapshot_entries.or(raw.raft.snapshot_entries);
+        self.tls.apply(&mut raw.tls);
+        set(&mut raw.auth.token, &self.auth_token);
+        raw.auth.token_ttl = self.auth_token_ttl.or(raw.auth.token_ttl);
+        raw.auth.bcrypt_cost = self.bcrypt_cost.or(raw.auth.bcrypt_cost);
         Ok(raw)
     }
 }
@@ -90,23 +106,34 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let node = firebreak_raft::Node::start(&config).await?;
+        // The client port and certificates first: a member that cannot
+        // serve clients stops before it touches its data directory.
         let listener = tokio::net::TcpListener::bind(config.listen_client)
             .await
             .with_context(|| format!("cannot listen for clients on {}", config.listen_client))?;
+        let listener = firebreak_grpc::ClientListener::new(listener, config.tls.client.as_ref())
+            .context("cannot set up TLS for clients")?;
+        let node = firebreak_raft::Node::start(&config).await?;
         tracing::info!(
             name = %config.name,
             id = format_args!("{:x}", config.id),
             datacenter = %config.domains.datacenter,
             client = %config.listen_client,
             peer = %config.listen_peer,
+            client_tls = config.tls.client.is_some(),
+            peer_tls = config.tls.peer.is_some(),
             data_dir = %config.data_dir.display(),
             "serving"
         );
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let mut server = tokio::spawn(firebreak_grpc::serve(node.clone(), listener, async {
-            let _ = stopped.await;
-        }));
+        let mut server = tokio::spawn(firebreak_grpc::serve(
+            node.clone(),
+            listener,
+            firebreak_ops::router(node.clone()),
+            async {
+                let _ = stopped.await;
+            },
+        ));
         tokio::select! {
             _ = shutdown_signal() => {}
             ended = &mut server => {

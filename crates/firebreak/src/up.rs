@@ -4,6 +4,10 @@
 //! Ports follow etcd's local-cluster convention: clients on 2379, 22379 and
 //! 32379, peers on 2380, 22380 and 32380 (plus `--port-offset`); the j-th
 //! extra member of a datacenter adds 10·j.
+//!
+//! With `--tls`, both listeners of every member use TLS with certificates
+//! of a local CA ([`crate::up_tls`]): clients need a client certificate,
+//! members authenticate each other, and the URLs are `https://`.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -12,8 +16,10 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use firebreak_config::{RawConfig, RawMember};
+use firebreak_config::{RawConfig, RawMember, RawTls};
 use tokio::process::{Child, Command};
+
+use crate::up_tls::TlsLayout;
 
 #[derive(Args, Debug)]
 pub struct UpArgs {
@@ -26,6 +32,11 @@ pub struct UpArgs {
     /// Members in each of the three datacenters.
     #[arg(long, default_value_t = 1)]
     pub nodes_per_dc: u16,
+    /// TLS on every listener, with a local CA and certificates made (or
+    /// reused) under <data-dir>/tls; clients need tls/ca.crt, client.crt
+    /// and client.key.
+    #[arg(long)]
+    pub tls: bool,
 }
 
 /// One member of the local cluster.
@@ -60,7 +71,8 @@ fn layout(args: &UpArgs) -> anyhow::Result<Vec<LocalMember>> {
     Ok(members)
 }
 
-fn member_config(me: &LocalMember, all: &[LocalMember], data_dir: &Path) -> RawConfig {
+fn member_config(me: &LocalMember, all: &[LocalMember], data_dir: &Path, tls: Option<&TlsLayout>) -> RawConfig {
+    let scheme = if tls.is_some() { "https" } else { "http" };
     RawConfig {
         name: Some(me.name.clone()),
         datacenter: Some(me.datacenter.clone()),
@@ -71,12 +83,21 @@ fn member_config(me: &LocalMember, all: &[LocalMember], data_dir: &Path) -> RawC
             .iter()
             .map(|m| RawMember {
                 name: m.name.clone(),
-                peer_url: format!("http://127.0.0.1:{}", m.peer_port),
-                client_url: format!("http://127.0.0.1:{}", m.client_port),
+                peer_url: format!("{scheme}://127.0.0.1:{}", m.peer_port),
+                client_url: format!("{scheme}://127.0.0.1:{}", m.client_port),
                 datacenter: m.datacenter.clone(),
                 ..Default::default()
             })
             .collect(),
+        tls: tls.map_or_else(RawTls::default, |layout| RawTls {
+            cert_file: Some(layout.member_cert(&me.name)),
+            key_file: Some(layout.member_key(&me.name)),
+            trusted_ca_file: Some(layout.ca()),
+            client_cert_auth: Some(true),
+            peer_cert_file: Some(layout.peer_cert(&me.name)),
+            peer_key_file: Some(layout.peer_key(&me.name)),
+            peer_trusted_ca_file: Some(layout.peer_ca()),
+        }),
         ..Default::default()
     }
 }
@@ -111,12 +132,18 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
     let data_dir = args.data_dir.canonicalize()?;
     let exe = std::env::current_exe().context("cannot find the firebreak executable")?;
+    let tls = if args.tls {
+        let names: Vec<String> = members.iter().map(|m| m.name.clone()).collect();
+        Some(crate::up_tls::prepare(&data_dir, &names)?)
+    } else {
+        None
+    };
 
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async move {
         let mut children = Vec::new();
         for m in &members {
-            let config = member_config(m, &members, &data_dir);
+            let config = member_config(m, &members, &data_dir, tls.as_ref());
             let config_path = data_dir.join(format!("{}.toml", m.name));
             std::fs::write(&config_path, toml::to_string(&config)?)
                 .with_context(|| format!("cannot write {}", config_path.display()))?;
@@ -124,7 +151,25 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
             children.push((m.name.clone(), spawn_member(&exe, &config_path, &log)?));
         }
 
-        let endpoints: Vec<String> = members.iter().map(|m| format!("127.0.0.1:{}", m.client_port)).collect();
+        let endpoints: Vec<String> = members
+            .iter()
+            .map(|m| match tls {
+                Some(_) => format!("https://127.0.0.1:{}", m.client_port),
+                None => format!("127.0.0.1:{}", m.client_port),
+            })
+            .collect();
+        // What etcdctl needs, on one line that scripts can take as it is.
+        let mut flags = String::new();
+        if let Some(layout) = &tls {
+            write!(
+                flags,
+                "--cacert={} --cert={} --key={} ",
+                layout.ca().display(),
+                layout.client_cert().display(),
+                layout.client_key().display()
+            )?;
+        }
+        write!(flags, "--endpoints={}", endpoints.join(","))?;
         let mut banner = String::new();
         writeln!(
             banner,
@@ -142,17 +187,35 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
                 data_dir.join(format!("{}.log", m.name)).display()
             )?;
         }
+        if let Some(layout) = &tls {
+            writeln!(
+                banner,
+                "TLS on every listener; certificates in {} (client certificate CN {:?})",
+                layout.dir.display(),
+                crate::up_tls::CLIENT_COMMON_NAME
+            )?;
+        }
+        writeln!(banner, "etcdctl flags: {flags}")?;
         writeln!(banner, "Try:")?;
+        writeln!(banner, "  etcdctl {flags} put greeting hello")?;
+        writeln!(banner, "  etcdctl {flags} endpoint status -w table")?;
+        writeln!(banner, "  firebreak status {flags}")?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let pages: Vec<String> = members
+            .iter()
+            .map(|m| format!("{scheme}://127.0.0.1:{}/dashboard", m.client_port))
+            .collect();
         writeln!(
             banner,
-            "  etcdctl --endpoints={} put greeting hello",
-            endpoints.join(",")
+            "Dashboard on every member (also /metrics, /health): {}",
+            pages.join("  ")
         )?;
-        writeln!(
-            banner,
-            "  etcdctl --endpoints={} endpoint status -w table",
-            endpoints.join(",")
-        )?;
+        if tls.is_some() {
+            writeln!(
+                banner,
+                "  (the members ask for a client certificate: the browser needs client.crt/client.key)"
+            )?;
+        }
         writeln!(banner, "Ctrl-C stops every member.")?;
         print!("{banner}");
 

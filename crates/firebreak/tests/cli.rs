@@ -5,14 +5,21 @@ mod common;
 
 use std::process::Command;
 
+fn write_config(dir: &std::path::Path, config: &str) -> std::path::PathBuf {
+    let path = dir.join("node.toml");
+    std::fs::write(&path, config).unwrap();
+    path
+}
+
 fn serve_with(config: &str, extra: &[&str]) -> (bool, String) {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("node.toml");
-    std::fs::write(&path, config).unwrap();
+    let path = write_config(dir.path(), config);
     let out = Command::new(common::BIN)
         .arg("serve")
         .arg("--config")
         .arg(&path)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
         .args(extra)
         .env("FIREBREAK_LOG", "warn")
         .output()
@@ -102,4 +109,93 @@ fn allow_unsafe_topology_starts_with_a_warning() {
     let _ = child.wait();
     assert!(text.contains("unsafe topology"), "{text}");
     assert!(text.contains("serving"), "{text}");
+}
+
+#[test]
+fn tls_flags_are_checked_before_anything_starts() {
+    let plain = config(["dc1", "dc2", "dc3"]);
+    let secure = plain.replace("_url = \"http://", "_url = \"https://");
+    // A half-given set is named, not run without TLS.
+    let (ok, stderr) = serve_with(&secure, &["--peer-cert-file", "m.crt", "--peer-key-file", "m.key"]);
+    assert!(!ok);
+    assert!(stderr.contains("tls.peer_trusted_ca_file"), "{stderr}");
+    let (ok, stderr) = serve_with(&secure, &["--cert-file", "m.crt", "--client-cert-auth"]);
+    assert!(!ok);
+    assert!(stderr.contains("tls.key_file"), "{stderr}");
+    // Peer TLS with http:// peer URLs.
+    let peer = [
+        "--peer-cert-file",
+        "m.crt",
+        "--peer-key-file",
+        "m.key",
+        "--peer-trusted-ca-file",
+        "ca.crt",
+    ];
+    let (ok, stderr) = serve_with(&plain, &peer);
+    assert!(!ok);
+    assert!(stderr.contains("must be an https:// URL"), "{stderr}");
+    // Files that cannot be read stop the member at start.
+    let only_peer = plain.replace("peer_url = \"http://", "peer_url = \"https://");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = Command::new(common::BIN)
+        .arg("serve")
+        .arg("--config")
+        .arg(write_config(dir.path(), &only_peer))
+        .arg("--data-dir")
+        .arg(&data)
+        .args(peer)
+        .env("FIREBREAK_LOG", "warn")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("cannot read m.crt"), "{stderr}");
+    // ... and before the data directory is made.
+    assert!(
+        !data.exists(),
+        "a member that could not start created {}",
+        data.display()
+    );
+}
+
+#[test]
+fn log_format_json_writes_one_object_a_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), &config(["dc1", "dc1", "dc2"]));
+    let log_path = dir.path().join("node.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut child = common::KillOnDrop(
+        Command::new(common::BIN)
+            .args(["serve", "--allow-unsafe-topology", "--log-format", "json", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .arg("--config")
+            .arg(&path)
+            .env("FIREBREAK_LOG", "info")
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut text = String::new();
+    while std::time::Instant::now() < deadline && !text.contains("\"serving\"") {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        text = std::fs::read_to_string(&log_path).unwrap();
+    }
+    let _ = child.0.kill();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let serving = lines
+        .iter()
+        .find(|l| l["message"] == "serving")
+        .unwrap_or_else(|| panic!("no serving line in {text}"));
+    assert_eq!(serving["level"], "INFO");
+    assert_eq!(serving["name"], "a", "fields are at the top level: {serving}");
+    assert!(serving["timestamp"].is_string(), "{serving}");
+    assert!(
+        lines.iter().any(|l| l["level"] == "WARN" && l["warning"].is_string()),
+        "{text}"
+    );
 }

@@ -3,42 +3,74 @@
 
 mod common;
 
-use std::io::Write;
+use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, ChildStdout, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// `firebreak up` in the background, stopped with SIGTERM when dropped.
 struct Up {
     child: Option<Child>,
     endpoints: Vec<String>,
+    /// The flags etcdctl needs: `--endpoints`, and with `--tls` those that
+    /// `up` printed (`--cacert`, `--cert`, `--key`, https endpoints).
+    flags: Vec<String>,
+    /// `up`'s standard output, kept open while it runs.
+    _stdout: Option<BufReader<ChildStdout>>,
 }
 
 impl Up {
     fn start(data_dir: &Path, port_offset: u16) -> Up {
-        let child = Command::new(common::BIN)
+        Up::start_with(data_dir, port_offset, &[])
+    }
+
+    /// `firebreak up` with `extra` arguments; with `--tls`, etcdctl is run
+    /// with the flags `up` prints on its `etcdctl flags:` line.
+    fn start_with(data_dir: &Path, port_offset: u16, extra: &[&str]) -> Up {
+        let mut child = Command::new(common::BIN)
             .args(["up", "--data-dir"])
             .arg(data_dir)
             .args(["--port-offset", &port_offset.to_string()])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start firebreak up");
-        let endpoints = [2379u16, 22379, 32379]
+        let endpoints: Vec<String> = [2379u16, 22379, 32379]
             .iter()
             .map(|p| format!("127.0.0.1:{}", p + port_offset))
             .collect();
+        let mut flags = vec![format!("--endpoints={}", endpoints.join(","))];
+        let mut stdout = None;
+        if extra.contains(&"--tls") {
+            let mut out = BufReader::new(child.stdout.take().unwrap());
+            let mut line = String::new();
+            loop {
+                line.clear();
+                assert!(
+                    out.read_line(&mut line).unwrap() > 0,
+                    "firebreak up printed no etcdctl flags"
+                );
+                if let Some(printed) = line.trim().strip_prefix("etcdctl flags: ") {
+                    flags = printed.split_whitespace().map(str::to_string).collect();
+                    break;
+                }
+            }
+            stdout = Some(out);
+        }
         Up {
             child: Some(child),
             endpoints,
+            flags,
+            _stdout: stdout,
         }
     }
 
     fn etcdctl(&self, args: &[&str], stdin: Option<&str>) -> Output {
         let mut cmd = Command::new("etcdctl");
         cmd.env("ETCDCTL_API", "3")
-            .arg(format!("--endpoints={}", self.endpoints.join(",")))
+            .args(&self.flags)
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -174,6 +206,147 @@ fn etcdctl_against_firebreak_up() {
     let mut up = Up::start(dir.path(), offset);
     up.wait_ready();
     assert_eq!(up.ok(&["get", "other", "--print-value-only"]), "x\n");
+    assert!(up.stop());
+}
+
+#[test]
+fn etcdctl_against_firebreak_up_with_tls() {
+    if !etcdctl_installed() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let offset = free_offset();
+    let mut up = Up::start_with(dir.path(), offset, &["--tls"]);
+    let tls = dir.path().canonicalize().unwrap().join("tls");
+    let expected: Vec<String> = vec![
+        format!("--cacert={}", tls.join("ca.crt").display()),
+        format!("--cert={}", tls.join("client.crt").display()),
+        format!("--key={}", tls.join("client.key").display()),
+        format!(
+            "--endpoints={}",
+            up.endpoints
+                .iter()
+                .map(|e| format!("https://{e}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
+    ];
+    assert_eq!(up.flags, expected, "the printed flags changed");
+    up.wait_ready();
+
+    assert_eq!(up.ok(&["put", "secure/key", "v1"]).trim(), "OK");
+    assert_eq!(up.ok(&["get", "secure/", "--prefix"]), "secure/key\nv1\n");
+    let members = up.ok(&["member", "list"]);
+    for dc in ["dc1-1", "dc2-1", "dc3-1"] {
+        assert!(
+            members
+                .lines()
+                .any(|l| l.contains(dc) && l.contains("https://127.0.0.1:") && !l.contains("http://")),
+            "member list lacks {dc} with https URLs: {members}"
+        );
+    }
+    let health = up.etcdctl(&["endpoint", "health"], None);
+    assert!(health.status.success(), "{}", String::from_utf8_lossy(&health.stderr));
+    assert_eq!(String::from_utf8_lossy(&health.stderr).matches("is healthy").count(), 3);
+
+    // Without a client certificate, or without TLS, nothing gets in.
+    let refused = |args: Vec<String>| {
+        let out = Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .args(&args)
+            .args(["--dial-timeout=2s", "--command-timeout=3s", "get", "secure/key"])
+            .output()
+            .unwrap();
+        assert!(
+            !out.status.success() && out.stdout.is_empty(),
+            "etcdctl {args:?} was let in: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    };
+    refused(vec![expected[0].clone(), expected[3].clone()]);
+    refused(vec![format!("--endpoints={}", up.endpoints.join(","))]);
+
+    // `firebreak status` takes the same flags, over HTTPS with the client
+    // certificate; without one it is refused too.
+    let status = Command::new(common::BIN)
+        .arg("status")
+        .args(&up.flags)
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&status.stdout);
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    assert!(table.contains("dc1-1") && table.contains("leader: dc"), "{table}");
+    let no_cert: Vec<&String> = up
+        .flags
+        .iter()
+        .filter(|f| f.starts_with("--cacert") || f.starts_with("--endpoints"))
+        .collect();
+    let status = Command::new(common::BIN).arg("status").args(no_cert).output().unwrap();
+    assert!(
+        !status.status.success(),
+        "status without a client certificate was let in"
+    );
+
+    // The client certificate opens no peer port: the members' peer CA
+    // signed it not.
+    let as_peer = firebreak_raft::peer_tls::PeerTls::new(&firebreak_config::PeerTls {
+        cert_file: tls.join("client.crt"),
+        key_file: tls.join("client.key"),
+        trusted_ca_file: tls.join("peer-ca.crt"),
+    })
+    .unwrap();
+    let peer_port = format!("127.0.0.1:{}", 2380 + offset);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let joined = runtime.block_on(firebreak_raft::peer_tls::PeerStream::connect(
+        &peer_port,
+        Some(&as_peer),
+    ));
+    assert!(joined.is_err(), "the client certificate was admitted to a peer port");
+
+    // An auth session over TLS, as an operator types it.
+    up.ok(&["user", "add", "root:rootpw", "--interactive=false"]);
+    up.ok(&["role", "add", "app"]);
+    up.ok(&["role", "grant-permission", "app", "readwrite", "app/", "--prefix=true"]);
+    up.ok(&["user", "add", "alice:alicepw", "--interactive=false"]);
+    up.ok(&["user", "grant-role", "alice", "app"]);
+    assert!(up.ok(&["auth", "enable"]).contains("Authentication Enabled"));
+    assert_eq!(
+        up.ok(&["--user", "alice:alicepw", "put", "app/x", "by alice"]).trim(),
+        "OK"
+    );
+    let denied = up.etcdctl(&["--user", "alice:alicepw", "put", "secure/key", "v2"], None);
+    assert!(!denied.status.success(), "alice wrote outside her prefix");
+    assert!(
+        String::from_utf8_lossy(&denied.stderr).contains("permission denied"),
+        "{}",
+        String::from_utf8_lossy(&denied.stderr)
+    );
+    let wrong = up.etcdctl(&["--user", "alice:nope", "get", "app/x"], None);
+    assert!(
+        String::from_utf8_lossy(&wrong.stderr).contains("authentication failed"),
+        "{}",
+        String::from_utf8_lossy(&wrong.stderr)
+    );
+    // The client certificate's name is root: without a token it acts as root.
+    assert_eq!(up.ok(&["get", "app/x", "--print-value-only"]), "by alice\n");
+    assert!(up
+        .ok(&["--user", "root:rootpw", "auth", "disable"])
+        .contains("Authentication Disabled"));
+    assert_eq!(up.ok(&["put", "secure/key", "v1"]).trim(), "OK");
+
+    // A second run on the same directory reuses the certificates.
+    let ca = std::fs::read(tls.join("ca.crt")).unwrap();
+    let client = std::fs::read(tls.join("client.crt")).unwrap();
+    assert!(up.stop(), "firebreak up --tls did not exit cleanly on SIGTERM");
+    let mut up = Up::start_with(dir.path(), offset, &["--tls"]);
+    assert_eq!(up.flags, expected);
+    assert_eq!(std::fs::read(tls.join("ca.crt")).unwrap(), ca);
+    assert_eq!(std::fs::read(tls.join("client.crt")).unwrap(), client);
+    up.wait_ready();
+    assert_eq!(up.ok(&["get", "secure/key", "--print-value-only"]), "v1\n");
     assert!(up.stop());
 }
 

@@ -286,3 +286,32 @@ async fn every_endpoint_serves_reads_writes_members_and_status() {
 fn cluster_leader_id(members: &etcd_client::MemberListResponse, leader: usize) -> u64 {
     members.members()[leader].id()
 }
+
+/// The services refuse a message over etcd's gRPC limit (1.5 MiB plus
+/// 512 KiB) from its length prefix, in grpc-go's words as etcd does, where
+/// tonic's default (4 MiB) would have decoded it; a write under that limit
+/// but over the request limit gets etcd's own refusal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_over_etcds_grpc_limit_are_refused_from_their_length() {
+    let cluster = Cluster::start(Options::default()).await;
+    let mut c = cluster.client().await;
+    let limit = 1536 * 1024 + 512 * 1024;
+    let too_large = |(code, message): (tonic::Code, String)| {
+        assert_eq!(code, tonic::Code::ResourceExhausted, "{message}");
+        assert!(
+            message.starts_with("grpc: received message larger than max (")
+                && message.ends_with(&format!(" vs. {limit})")),
+            "{message}"
+        );
+    };
+    too_large(grpc_error(c.put("big", vec![0u8; limit + 10], None).await.unwrap_err()));
+    let url = format!("http://127.0.0.1:1?name={}", "x".repeat(3 << 20));
+    too_large(grpc_error(c.member_add([url], None).await.unwrap_err()));
+    let (code, message) = grpc_error(c.put("big", vec![0u8; 1_700_000], None).await.unwrap_err());
+    assert_eq!(
+        (code, message.as_str()),
+        (tonic::Code::InvalidArgument, "etcdserver: request is too large")
+    );
+    c.put("after", "ok", None).await.unwrap();
+    assert_eq!(c.member_list().await.unwrap().members().len(), 3);
+}
