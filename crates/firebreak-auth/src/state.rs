@@ -125,6 +125,33 @@ impl AuthState {
         &self.tokens
     }
 
+    /// The state a backup describes: these users and roles, the enabled
+    /// flag and the revision, and no tokens. Each user's roles are sorted
+    /// and each role's permissions sorted stably by key, as etcd keeps
+    /// them; nothing else is checked (a restore takes what the backup
+    /// holds, as etcd's does).
+    pub fn from_parts(
+        enabled: bool,
+        revision: u64,
+        mut users: BTreeMap<String, User>,
+        mut roles: BTreeMap<String, Role>,
+    ) -> AuthState {
+        for user in users.values_mut() {
+            user.roles.sort();
+            user.roles.dedup();
+        }
+        for role in roles.values_mut() {
+            role.perms.sort_by(|a, b| a.key.cmp(&b.key));
+        }
+        AuthState {
+            enabled,
+            revision,
+            users,
+            roles,
+            tokens: BTreeMap::new(),
+        }
+    }
+
     /// The same state without its tokens (what a backup keeps: tokens are
     /// credentials of the cluster that issued them).
     pub fn without_tokens(&self) -> AuthState {

@@ -120,12 +120,13 @@ fn status(e: ConcurrencyError) -> Status {
         ConcurrencyError::Node(NodeError::Request(KvError::Auth(e))) => Status::unknown(e.to_string()),
         ConcurrencyError::Node(e) => to_status(e),
         ConcurrencyError::SessionExpired => Status::not_found(e.to_string()),
-        ConcurrencyError::NotLeader | ConcurrencyError::NoLeader => Status::failed_precondition(e.to_string()),
+        // Plain Go errors in etcd's election service: gRPC's Unknown.
+        ConcurrencyError::NotLeader | ConcurrencyError::NoLeader => Status::unknown(e.to_string()),
     }
 }
 
 fn leader_key(k: Option<PbLeaderKey>) -> Result<LeaderKey, Status> {
-    let k = k.ok_or_else(|| Status::invalid_argument("\"leader\" field must be provided"))?;
+    let k = k.ok_or_else(|| Status::unknown("\"leader\" field must be provided"))?;
     Ok(LeaderKey {
         name: k.name.into(),
         key: k.key.into(),

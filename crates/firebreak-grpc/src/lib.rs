@@ -12,6 +12,7 @@ pub mod auth;
 pub mod cluster;
 pub mod concurrency;
 pub mod convert;
+pub mod gateway;
 pub mod identity;
 pub mod kv;
 pub mod lease;
@@ -44,37 +45,51 @@ pub async fn serve(
     // The listener sets TCP_NODELAY on the connections it accepts, or
     // responses written in two pieces wait for the client's delayed ACK.
     let identify: fn(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> = listener::identify;
+    // One stack of layers (identify outermost, then metrics, then limits),
+    // for the network and for the HTTP/JSON gateway's calls in process.
+    let layers = tower_layer::Stack::new(
+        limits::EtcdLimitsLayer,
+        tower_layer::Stack::new(
+            metrics::GrpcMetricsLayer,
+            tonic::service::InterceptorLayer::new(identify),
+        ),
+    );
+    let kv = PbKvServer::new(kv::KvService::new(node.clone())).max_decoding_message_size(GRPC_MAX_RECV_BYTES);
+    let cluster =
+        PbClusterServer::new(cluster::ClusterService::new(node.clone())).max_decoding_message_size(GRPC_MAX_RECV_BYTES);
+    let maintenance = PbMaintenanceServer::new(maintenance::MaintenanceService::new(node.clone()))
+        .max_decoding_message_size(GRPC_MAX_RECV_BYTES);
+    let watch = PbWatchServer::new(watch::WatchService::new(
+        node.clone(),
+        std::time::Duration::from_secs(600),
+    ))
+    .max_decoding_message_size(GRPC_MAX_RECV_BYTES);
+    let lease =
+        PbLeaseServer::new(lease::LeaseService::new(node.clone())).max_decoding_message_size(GRPC_MAX_RECV_BYTES);
+    let auth = auth::AuthServer::new(node.clone());
+    let lock = concurrency::LockServer::new(node.clone());
+    let election = concurrency::ElectionServer::new(node);
+    let services = |routes: tonic::service::Routes| {
+        routes
+            .add_service(kv.clone())
+            .add_service(cluster.clone())
+            .add_service(maintenance.clone())
+            .add_service(watch.clone())
+            .add_service(lease.clone())
+            .add_service(auth.clone())
+            .add_service(lock.clone())
+            .add_service(election.clone())
+    };
+    // etcd's HTTP/JSON gateway (/v3/...) calls the very same services.
+    let in_process = tower_layer::Layer::layer(&layers, services(tonic::service::Routes::default()).prepare());
+    let gateway = firebreak_gateway::router(in_process, gateway::carry);
     // HTTP/1 beside gRPC on the same port, as etcd serves /metrics,
-    // /health and /version: `http` answers every path that is not a gRPC
-    // service.
+    // /health and /version: `http` and the gateway answer every path that
+    // is not a gRPC service.
     tonic::transport::Server::builder()
         .accept_http1(true)
-        .layer(tonic::service::InterceptorLayer::new(identify))
-        .layer(metrics::GrpcMetricsLayer)
-        .layer(limits::EtcdLimitsLayer)
-        .add_routes(tonic::service::Routes::from(http))
-        .add_service(PbKvServer::new(kv::KvService::new(node.clone())).max_decoding_message_size(GRPC_MAX_RECV_BYTES))
-        .add_service(
-            PbClusterServer::new(cluster::ClusterService::new(node.clone()))
-                .max_decoding_message_size(GRPC_MAX_RECV_BYTES),
-        )
-        .add_service(
-            PbMaintenanceServer::new(maintenance::MaintenanceService::new(node.clone()))
-                .max_decoding_message_size(GRPC_MAX_RECV_BYTES),
-        )
-        .add_service(
-            PbWatchServer::new(watch::WatchService::new(
-                node.clone(),
-                std::time::Duration::from_secs(600),
-            ))
-            .max_decoding_message_size(GRPC_MAX_RECV_BYTES),
-        )
-        .add_service(
-            PbLeaseServer::new(lease::LeaseService::new(node.clone())).max_decoding_message_size(GRPC_MAX_RECV_BYTES),
-        )
-        .add_service(auth::AuthServer::new(node.clone()))
-        .add_service(concurrency::LockServer::new(node.clone()))
-        .add_service(concurrency::ElectionServer::new(node))
+        .layer(layers)
+        .add_routes(services(tonic::service::Routes::from(http.merge(gateway))))
         .serve_with_incoming_shutdown(listener.incoming(), shutdown)
         .await
 }

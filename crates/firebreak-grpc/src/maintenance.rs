@@ -125,6 +125,7 @@ impl PbMaintenanceService for MaintenanceService {
     /// there is nothing to defragment: success, as etcd answers.
     async fn defragment(&self, r: Request<PbDefragmentRequest>) -> Result<Response<PbDefragmentResponse>, Status> {
         self.require_root(&r).await?;
+        self.node.defragment();
         // etcd answers a defragmentation with an empty message, no header.
         Ok(Response::new(PbDefragmentResponse { header: None }))
     }
@@ -158,7 +159,12 @@ impl PbMaintenanceService for MaintenanceService {
         self.require_root(&r).await?;
         // A backup holds every write acknowledged before it was asked for.
         self.node.read_barrier().await.map_err(to_status)?;
-        let bytes = self.node.backup();
+        // etcd's format (a bbolt database and its SHA-256); laying it out
+        // is CPU work, kept off the async threads.
+        let node = self.node.clone();
+        let bytes = tokio::task::spawn_blocking(move || node.backup())
+            .await
+            .map_err(|e| Status::internal(format!("snapshot failed: {e}")))?;
         let header = convert::header(self.node.current_header());
         let (tx, rx) = tokio::sync::mpsc::channel(8);
         tokio::spawn(async move {

@@ -20,7 +20,7 @@ pub fn to_status(err: NodeError) -> Status {
         NodeError::Membership(e) => {
             use firebreak_raft::membership::MembershipError as M;
             let code = match e {
-                M::NotFound => Code::NotFound,
+                M::NotFound | M::NotAdded(_) => Code::NotFound,
                 M::PeerUrlExists | M::IdExists => Code::FailedPrecondition,
                 M::NotLearner | M::LearnerNotReady | M::Topology(_) => Code::FailedPrecondition,
                 M::BadUrl(_) => Code::InvalidArgument,

@@ -18,6 +18,8 @@
 //! - [`validate`]: the checks etcd makes before it proposes a request.
 //! - Leases ([`lease`]), watch events ([`Store::events`]), hashes of the
 //!   state ([`hash`]) and alarms ([`alarm`]) are replicated state too.
+//! - [`revisions`]: the store as etcd's list of revisions and back (what
+//!   a backup in etcd's snapshot format holds).
 //! - [`authorize`]: which permissions each request needs, checked against
 //!   the auth state of `firebreak-auth` (which the replica keeps beside
 //!   the store; the log's [`WriteCommand`] carries its commands and the
@@ -29,6 +31,7 @@ pub mod error;
 mod events;
 pub mod hash;
 pub mod lease;
+pub mod revisions;
 pub mod store;
 mod txn;
 pub mod types;
@@ -37,6 +40,7 @@ pub mod validate;
 pub use error::KvError;
 pub use hash::KvHash;
 pub use lease::{Lease, MAX_LEASE_TTL};
+pub use revisions::{ImportError, RevisionRecord};
 pub use store::Store;
 pub use types::*;
 

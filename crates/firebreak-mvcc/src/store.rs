@@ -83,7 +83,7 @@ pub struct Store {
 }
 
 /// Bookkeeping bytes counted per record besides its key and value.
-const RECORD_OVERHEAD: u64 = 48;
+pub(crate) const RECORD_OVERHEAD: u64 = 48;
 
 impl Default for Store {
     fn default() -> Self {

@@ -25,6 +25,7 @@ pub mod codec;
 pub mod concurrency;
 pub mod durable_dir;
 pub mod error;
+pub mod identity;
 pub mod inspect;
 mod leases;
 pub mod lessor;

@@ -15,11 +15,15 @@ use crate::node::Node;
 use crate::state_machine::Replica;
 use crate::transport::{ForwardError, PeerRequest};
 
-/// First bytes of a Firebreak backup snapshot.
+/// First bytes of a backup in Firebreak's own format, which
+/// `Maintenance.Snapshot` streamed before it streamed etcd's;
+/// [`decode_backup`] still reads it.
 pub const SNAPSHOT_MAGIC: &[u8; 8] = b"FBSNAP1\n";
 
-/// What a backup snapshot holds: the store and the auth state (users,
-/// roles, permissions; no tokens) of one replica.
+pub use firebreak_snapshot::HashCheck;
+
+/// What a backup in Firebreak's own format holds: the store and the auth
+/// state (users, roles, permissions; no tokens) of one replica.
 #[derive(Serialize, Deserialize)]
 struct Backup {
     store: firebreak_mvcc::Store,
@@ -35,22 +39,46 @@ struct BackupBeforeAuth {
 /// Why a backup snapshot could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
-    #[error("not a Firebreak snapshot (bad magic)")]
-    Magic,
+    #[error(transparent)]
+    Etcd(#[from] firebreak_snapshot::SnapshotError),
     #[error("snapshot checksum mismatch: the file is damaged or truncated")]
     Checksum,
     #[error("cannot decode snapshot: {0}")]
     Decode(String),
 }
 
-/// Decodes a backup snapshot (as `Maintenance.Snapshot` streams it) into
-/// the state a restored member starts from.
-///
-/// The layout: magic, payload length (u64, big-endian), the bincode
-/// payload, its CRC-32, zero padding to a multiple of 512 bytes, and the
-/// SHA-256 of all that. The trailer is etcd's convention: etcdctl checks
-/// that a saved snapshot ends with a SHA-256 after whole 512-byte blocks.
+/// Decodes a backup snapshot into the state a restored member starts
+/// from, checking its SHA-256 trailer: see [`decode_backup_with`].
 pub fn decode_backup(bytes: &[u8]) -> Result<Replica, BackupError> {
+    decode_backup_with(bytes, HashCheck::Verify)
+}
+
+/// Decodes a backup snapshot into the state a restored member starts
+/// from. Two formats:
+/// - etcd's (what `Maintenance.Snapshot` streams, and what `etcdctl
+///   snapshot save` writes against etcd): a bbolt database and its
+///   SHA-256, read by `firebreak-snapshot`; `check` says whether to
+///   insist on the SHA-256.
+/// - Firebreak's own, which it streamed before: magic, payload length
+///   (u64, big-endian), the bincode payload, its CRC-32, zero padding to a
+///   multiple of 512 bytes, and the SHA-256 of all that (always checked).
+pub fn decode_backup_with(bytes: &[u8], check: HashCheck) -> Result<Replica, BackupError> {
+    let (store, auth) = if bytes.starts_with(SNAPSHOT_MAGIC) {
+        decode_own_backup(bytes)?
+    } else {
+        let restored = firebreak_snapshot::decode(bytes, check)?;
+        (restored.store, restored.auth)
+    };
+    Ok(Replica {
+        store,
+        last_applied: None,
+        membership: Default::default(),
+        auth,
+    })
+}
+
+/// Decodes a backup in Firebreak's own format (it starts with the magic).
+fn decode_own_backup(bytes: &[u8]) -> Result<(firebreak_mvcc::Store, AuthState), BackupError> {
     if bytes.len() % 512 != 32 {
         return Err(BackupError::Checksum);
     }
@@ -58,12 +86,13 @@ pub fn decode_backup(bytes: &[u8]) -> Result<Replica, BackupError> {
     if Sha256::digest(body).as_slice() != sum {
         return Err(BackupError::Checksum);
     }
-    let rest = body.strip_prefix(SNAPSHOT_MAGIC).ok_or(BackupError::Magic)?;
+    let rest = &body[SNAPSHOT_MAGIC.len()..];
     let len = rest
         .get(..8)
-        .map(|l| u64::from_be_bytes(l.try_into().expect("eight bytes")) as usize)
+        .map(|l| u64::from_be_bytes(l.try_into().expect("eight bytes")))
+        .and_then(|l| usize::try_from(l).ok())
         .ok_or(BackupError::Checksum)?;
-    let payload = rest.get(8..8 + len).ok_or(BackupError::Checksum)?;
+    let payload = rest.get(8..8usize.saturating_add(len)).ok_or(BackupError::Checksum)?;
     let crc = rest.get(8 + len..12 + len).ok_or(BackupError::Checksum)?;
     if crc32fast::hash(payload).to_be_bytes() != crc {
         return Err(BackupError::Checksum);
@@ -78,12 +107,7 @@ pub fn decode_backup(bytes: &[u8]) -> Result<Replica, BackupError> {
             })
             .map_err(|_| BackupError::Decode(current.to_string()))
     })?;
-    Ok(Replica {
-        store: backup.store,
-        last_applied: None,
-        membership: Default::default(),
-        auth: backup.auth,
-    })
+    Ok((backup.store, backup.auth))
 }
 
 impl Node {
@@ -149,30 +173,27 @@ impl Node {
         (replica.store.hash_all(), replica.store.current_revision())
     }
 
-    /// A backup of this replica's store, in the layout of [`decode_backup`].
+    /// A backup of this replica in etcd's snapshot format (a bbolt
+    /// database in etcd's schema, then its SHA-256): the state as of the
+    /// last applied entry. The replica is held only while its records are
+    /// copied out (keys and values are shared, not copied); the file is
+    /// laid out after.
     pub fn backup(&self) -> Vec<u8> {
-        let payload = {
+        let contents = {
             let replica = self.replica.read().expect("replica lock");
-            #[derive(Serialize)]
-            struct BackupRef<'a> {
-                store: &'a firebreak_mvcc::Store,
-                auth: AuthState,
-            }
-            let backup = BackupRef {
-                store: &replica.store,
-                auth: replica.auth.without_tokens(),
+            let position = firebreak_snapshot::Position {
+                consistent_index: replica.last_applied.map_or(0, |l| l.index),
+                term: replica.last_applied.map_or(0, |l| l.leader_id.term),
+                voters: replica.membership.membership().voter_ids().collect(),
             };
-            bincode::serialize(&backup).expect("the store serializes")
+            firebreak_snapshot::Contents::capture(
+                &replica.store,
+                &replica.auth,
+                position,
+                firebreak_metrics::ETCD_VERSION,
+            )
         };
-        let mut out = Vec::with_capacity(payload.len() + 600);
-        out.extend_from_slice(SNAPSHOT_MAGIC);
-        out.extend_from_slice(&(payload.len() as u64).to_be_bytes());
-        out.extend_from_slice(&payload);
-        out.extend_from_slice(&crc32fast::hash(&payload).to_be_bytes());
-        out.resize(out.len().div_ceil(512) * 512, 0);
-        let sum = Sha256::digest(&out);
-        out.extend_from_slice(&sum);
-        out
+        firebreak_snapshot::encode(&contents)
     }
 
     /// Moves the leadership to `target` (a voter): it campaigns, and the
@@ -231,9 +252,9 @@ pub enum RestoreError {
 /// Prepares an empty data directory so that a member started on it (with
 /// a new cluster's configuration) begins from the backup's store, as
 /// `etcdutl snapshot restore` does. Every member of the new cluster is
-/// restored from the same backup.
-pub fn restore_backup(bytes: &[u8], data_dir: &std::path::Path) -> Result<(), RestoreError> {
-    let replica = decode_backup(bytes)?;
+/// restored from the same backup. `check` as in [`decode_backup_with`].
+pub fn restore_backup(bytes: &[u8], data_dir: &std::path::Path, check: HashCheck) -> Result<Replica, RestoreError> {
+    let replica = decode_backup_with(bytes, check)?;
     if data_dir.join("raft").exists() || data_dir.join("snapshot").exists() {
         return Err(RestoreError::NotEmpty(data_dir.display().to_string()));
     }
@@ -241,5 +262,61 @@ pub fn restore_backup(bytes: &[u8], data_dir: &std::path::Path) -> Result<(), Re
     crate::state_machine::write_initial_snapshot(&dir, &replica).map_err(|source| RestoreError::Io {
         path: dir.display().to_string(),
         source,
-    })
+    })?;
+    Ok(replica)
+}
+
+#[cfg(test)]
+mod tests {
+    use firebreak_mvcc::{PutRequest, Store, WriteCommand};
+
+    use super::*;
+
+    fn store() -> Store {
+        let mut store = Store::new();
+        for i in 0..5 {
+            let put = PutRequest {
+                key: format!("k{i}").into(),
+                value: "v".into(),
+                ..Default::default()
+            };
+            store.apply(&WriteCommand::Put(put)).unwrap();
+        }
+        store
+    }
+
+    /// A backup as Firebreak wrote them before it wrote etcd's format.
+    fn own_format(store: &Store) -> Vec<u8> {
+        let payload = bincode::serialize(&Backup {
+            store: store.clone(),
+            auth: AuthState::default(),
+        })
+        .unwrap();
+        let mut out = SNAPSHOT_MAGIC.to_vec();
+        out.extend_from_slice(&(payload.len() as u64).to_be_bytes());
+        out.extend_from_slice(&payload);
+        out.extend_from_slice(&crc32fast::hash(&payload).to_be_bytes());
+        out.resize(out.len().div_ceil(512) * 512, 0);
+        let sum = Sha256::digest(&out);
+        out.extend_from_slice(&sum);
+        out
+    }
+
+    #[test]
+    fn both_formats_restore() {
+        let store = store();
+        assert_eq!(decode_backup(&own_format(&store)).unwrap().store, store);
+        let contents = firebreak_snapshot::Contents::capture(
+            &store,
+            &AuthState::default(),
+            firebreak_snapshot::Position::default(),
+            "3.5.0",
+        );
+        let etcd = firebreak_snapshot::encode(&contents);
+        assert_eq!(decode_backup(&etcd).unwrap().store, store);
+        // Without its trailer, only when told to skip the check.
+        let db = &etcd[..etcd.len() - 32];
+        assert!(decode_backup(db).is_err());
+        assert_eq!(decode_backup_with(db, HashCheck::Skip).unwrap().store, store);
+    }
 }

@@ -1,12 +1,23 @@
 //! Membership changes at run time: add (as voter or learner), promote,
 //! remove and update members, through openraft's joint consensus.
 //!
-//! etcd's `MemberAdd` carries only peer URLs, so a new member's name and
-//! failure domains travel as query parameters of its peer URL:
-//! `http://10.0.4.5:2380?name=dc4-a&datacenter=dc4&room=r1`. The member id
-//! is derived from the name, as for the initial members, so the new member
-//! (started with `initial_cluster_state = "existing"` and that name) knows
-//! its own id.
+//! etcd's `MemberAdd` carries only peer URLs. As in etcd, a member added
+//! that way appears unstarted (no name, no client URL) and gets its name,
+//! client URL and failure domains from its own configuration when it first
+//! starts: it announces them to the leader ([`JoinRequest`], sent to the
+//! members its `initial_cluster` lists), which records them through the
+//! log and answers with the member's id and the cluster's id; the member
+//! keeps both in its data directory ([`crate::identity`]). A learner can
+//! always be added this way. A voter is checked against the topology rule,
+//! which needs its datacenter: added directly as a voter, its peer URL
+//! must name the datacenter; otherwise it is refused with a message to add
+//! it as a learner first, start it, and promote it, and promotion checks
+//! the rule with the domains the member announced.
+//!
+//! As a shortcut, the peer URL may carry the name and domains as query
+//! parameters: `http://10.0.4.5:2380?name=dc4-a&datacenter=dc4&room=r1`.
+//! The id is then derived from the name, as for the initial members, so a
+//! new member whose `initial_cluster` lists only itself knows its id.
 //!
 //! # Correctness
 //! - Every change that alters the voter set is checked against the
@@ -29,6 +40,29 @@ use crate::error::NodeError;
 use crate::node::{MemberInfo, Node};
 use crate::transport::{ForwardError, PeerRequest, PeerResponse};
 use crate::types::{Member, NodeId};
+
+/// A member that starts for the first time in a running cluster announces
+/// itself: the leader finds the member added with this peer URL and
+/// records its name, client URL and failure domains.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinRequest {
+    pub peer_url: String,
+    pub name: String,
+    pub client_url: String,
+    pub domains: Domains,
+}
+
+/// The leader's answer to a [`JoinRequest`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Joined {
+    /// The member's id, as `MemberAdd` chose it.
+    pub id: NodeId,
+    /// The cluster's id.
+    pub cluster_id: u64,
+}
+
+/// Forwarded joins answer with this.
+pub type JoinResult = Result<Result<Joined, MembershipError>, ForwardError>;
 
 /// A requested change, as it travels to the leader.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -58,6 +92,9 @@ pub enum MembershipError {
     Topology(String),
     #[error("etcdserver: {0}")]
     Unavailable(String),
+    /// A joining member whose peer URL no member has.
+    #[error("no member has peer URL {0}: add it first (etcdctl member add NAME --peer-urls={0} [--learner])")]
+    NotAdded(String),
 }
 
 /// A parsed peer URL: `host:port`, the URL without its query, and the
@@ -171,21 +208,24 @@ impl Node {
         match change {
             MembershipChange::Add { peer_url, learner } => {
                 let url = parse_peer_url(&peer_url)?;
-                let name = url.name.clone().ok_or_else(|| {
-                    MembershipError::BadUrl(
-                        "give the new member's name in its peer URL, e.g. http://10.0.4.5:2380?name=dc4-a&datacenter=dc4"
-                            .into(),
-                    )
-                })?;
-                if !url.has_datacenter {
-                    return Err(MembershipError::BadUrl(
-                        "give the new member's datacenter in its peer URL, e.g. ...?name=dc4-a&datacenter=dc4".into(),
-                    ));
+                if !learner && !url.has_datacenter {
+                    return Err(MembershipError::Topology(format!(
+                        "a voter's datacenter must be known to check that no failure domain would hold a quorum, \
+                         and {} has not started yet: add it as a learner first (etcdctl member add NAME --learner \
+                         --peer-urls={}), start it, then promote it (etcdctl member promote ID)",
+                        url.url, url.url
+                    )));
                 }
                 if nodes.values().any(|m| m.peer_addr == url.addr) {
                     return Err(MembershipError::PeerUrlExists);
                 }
-                let id = firebreak_config::member_id(&name);
+                // Named in the URL: the id comes from the name, as for the
+                // initial members. Otherwise a fresh one, as etcd makes it
+                // from the peer URL and the time.
+                let (id, name) = match url.name.clone() {
+                    Some(name) => (firebreak_config::member_id(&name), name),
+                    None => (fresh_member_id(&url.url, &nodes), String::new()),
+                };
                 if nodes.contains_key(&id) {
                     return Err(MembershipError::IdExists);
                 }
@@ -229,6 +269,11 @@ impl Node {
                 // etcd's rule: a learner within 10% of the leader's log.
                 if last.saturating_sub(matched) > last / 10 + 10 {
                     return Err(MembershipError::LearnerNotReady);
+                }
+                if nodes[&id].domains.datacenter.is_empty() {
+                    return Err(MembershipError::Topology(format!(
+                        "member {id:x} has not started yet, so its datacenter is unknown: start it, then promote it"
+                    )));
                 }
                 let mut after = voters.clone();
                 after.insert(id);
@@ -282,6 +327,111 @@ impl Node {
                 Ok(id)
             }
         }
+    }
+}
+
+/// A member id for a member added without a name: from its peer URL and
+/// the time, unused by any member.
+fn fresh_member_id(url: &str, nodes: &BTreeMap<NodeId, Member>) -> NodeId {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    (0u32..)
+        .map(|n| firebreak_config::member_id(&format!("{url}#{nanos}#{n}")))
+        .find(|id| *id != 0 && !nodes.contains_key(id))
+        .expect("some id is free")
+}
+
+impl Node {
+    /// Runs a join at the leader, from whichever member it reached: the
+    /// joining member knows only the members its configuration lists.
+    pub(crate) async fn join(&self, join: JoinRequest) -> JoinResult {
+        let result = self
+            .on_leader(
+                self.request_timeout,
+                |node| {
+                    let join = join.clone();
+                    async move {
+                        match node.leader_join(join).await {
+                            Err(MembershipError::Unavailable(_)) if node.serving_term().is_none() => {
+                                Err(ForwardError::NotLeader)
+                            }
+                            other => Ok(other.map(|id| Joined {
+                                id,
+                                cluster_id: node.cluster_id,
+                            })),
+                        }
+                    }
+                },
+                PeerRequest::Join(join.clone()),
+                |resp| match resp {
+                    PeerResponse::Join(r) => Some(r),
+                    _ => None,
+                },
+            )
+            .await;
+        match result {
+            Ok(answer) => Ok(answer),
+            Err(e) => Err(ForwardError::Unavailable(e.to_string())),
+        }
+    }
+
+    /// Records what a member announces when it first starts (at the
+    /// leader): its name, client URL and failure domains, on the member
+    /// that `MemberAdd` added with its peer URL.
+    pub(crate) async fn leader_join(&self, join: JoinRequest) -> Result<NodeId, MembershipError> {
+        if self.serving_term_soon().await.is_none() {
+            return Err(MembershipError::Unavailable("not the leader".into()));
+        }
+        let config = self.raft.metrics().borrow().membership_config.clone();
+        let membership = config.membership();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let addr = firebreak_config::url_host_port(&join.peer_url).to_string();
+        let Some((id, known)) = membership
+            .nodes()
+            .find(|(_, m)| m.peer_addr == addr)
+            .map(|(id, m)| (*id, m.clone()))
+        else {
+            return Err(MembershipError::NotAdded(join.peer_url));
+        };
+        if !known.name.is_empty() && known.name != join.name {
+            return Err(MembershipError::BadUrl(format!(
+                "peer URL {} belongs to member {} ({id:x}), not {}",
+                join.peer_url, known.name, join.name
+            )));
+        }
+        if !known.domains.datacenter.is_empty() && known.domains.datacenter != join.domains.datacenter {
+            return Err(MembershipError::Topology(format!(
+                "member {} was added in datacenter {} but is configured in {}",
+                join.name, known.domains.datacenter, join.domains.datacenter
+            )));
+        }
+        let member = Member {
+            name: join.name,
+            client_url: join.client_url,
+            domains: join.domains,
+            ..known.clone()
+        };
+        if member == known {
+            return Ok(id);
+        }
+        if voters.contains(&id) {
+            let named: Vec<(String, Domains)> = membership
+                .nodes()
+                .filter(|(other, _)| voters.contains(other))
+                .map(|(other, m)| {
+                    let m = if *other == id { &member } else { m };
+                    (m.name.clone(), m.domains.clone())
+                })
+                .collect();
+            check_topology(named.iter().map(|(n, d)| (n.as_str(), d)))
+                .map_err(|e| MembershipError::Topology(e.to_string()))?;
+        }
+        self.raft
+            .change_membership(ChangeMembers::SetNodes(BTreeMap::from([(id, member)])), false)
+            .await
+            .map_err(|e| MembershipError::Unavailable(e.to_string()))?;
+        Ok(id)
     }
 }
 

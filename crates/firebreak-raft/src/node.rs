@@ -95,12 +95,14 @@ pub enum StartError {
     Auth(#[from] firebreak_auth::token::JwtError),
     #[error("peer TLS: {0}")]
     Tls(#[from] firebreak_tls::TlsError),
+    #[error("{0}")]
+    Identity(#[from] crate::identity::IdentityError),
 }
 
 /// One running member.
 pub struct Node {
     pub(crate) id: NodeId,
-    cluster_id: u64,
+    pub(crate) cluster_id: u64,
     pub(crate) raft: Raft,
     pub(crate) replica: SharedReplica,
     pub(crate) peers: Arc<Peers>,
@@ -137,18 +139,12 @@ pub struct Node {
     pub(crate) timeline: Arc<Mutex<std::collections::VecDeque<crate::report::LeaderChange>>>,
     pub(crate) started: Instant,
     pub(crate) heartbeat_interval: Duration,
+    /// The store's high-water size since the last defragmentation.
+    pub(crate) allocated: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Where a reader waits for the read index of its batch.
 type ReadWaiter = tokio::sync::oneshot::Sender<Result<Option<u64>, NodeError>>;
-
-/// The cluster id: a hash of the initial members' ids, the same on every
-/// member.
-fn cluster_id(ids: impl IntoIterator<Item = u64>) -> u64 {
-    let ids: BTreeSet<u64> = ids.into_iter().collect();
-    let text: Vec<String> = ids.iter().map(|id| format!("{id:x}")).collect();
-    firebreak_config::member_id(&text.join(","))
-}
 
 impl Node {
     /// Opens storage, starts Raft and the peer listener, and on a first
@@ -164,14 +160,18 @@ impl Node {
         // Certificates first: a member that cannot read them stops before
         // it creates or touches anything in its data directory.
         let peer_tls = config.tls.peer.as_ref().map(PeerTls::new).transpose()?.map(Arc::new);
-        let log = LogStore::open(&config.data_dir.join("raft"), Some(config.id))?;
+        let peers = Arc::new(Peers::new(peer_tls.clone()));
+        // A member joining a running cluster learns its id from the leader
+        // at its first start (crate::identity).
+        let crate::membership::Joined { id, cluster_id } = crate::identity::resolve(config, &peers).await?;
+        let log = LogStore::open(&config.data_dir.join("raft"), Some(id))?;
         let durability = log.durability();
         let progress = log.progress();
         let own_proposals = log.own_proposals();
         let sm = StateMachine::open(&config.data_dir.join("snapshot"))?.wait_for_log(durability.clone());
         let replica = sm.replica();
         let revisions = sm.revisions();
-        let peers = Arc::new(Peers::new(peer_tls.clone()));
+        let allocated = sm.allocated();
 
         let timing = config.raft;
         let election_ms = timing.election_timeout.as_millis() as u64;
@@ -206,7 +206,7 @@ impl Node {
             log: durability.clone(),
             contact: contact.clone(),
         };
-        let raft = Raft::new(config.id, Arc::new(raft_config), network, log, sm)
+        let raft = Raft::new(id, Arc::new(raft_config), network, log, sm)
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
 
@@ -245,8 +245,8 @@ impl Node {
         let node = Arc::new(Node {
             read_requests,
             proposals,
-            id: config.id,
-            cluster_id: cluster_id(config.members.iter().map(|m| m.id)),
+            id,
+            cluster_id,
             raft,
             replica,
             peers,
@@ -265,6 +265,7 @@ impl Node {
             timeline: Arc::default(),
             started: Instant::now(),
             heartbeat_interval: timing.heartbeat_interval,
+            allocated,
         });
         let server = tokio::spawn(serve_peers(listener, Arc::downgrade(&node), peer_tls));
         let expiry = tokio::spawn(crate::leases::expire_leases(Arc::downgrade(&node)));
@@ -598,6 +599,15 @@ impl Node {
         out
     }
 
+    /// Defragments this member's store: in memory there is nothing to
+    /// move, so what it does is give back the space compaction freed (the
+    /// allocated size drops to what is in use), as etcd's defragmentation
+    /// shrinks its database file.
+    pub fn defragment(&self) {
+        let in_use = self.replica.read().expect("replica lock").store.size_bytes();
+        self.allocated.store(in_use, std::sync::atomic::Ordering::Relaxed);
+    }
+
     pub fn status(&self) -> NodeStatus {
         let metrics = self.raft.metrics().borrow().clone();
         let (revision, bytes, alarms) = {
@@ -618,7 +628,10 @@ impl Node {
             leader: metrics.current_leader,
             raft_index: metrics.last_log_index.unwrap_or(0),
             raft_applied_index: metrics.last_applied.map_or(0, |l| l.index),
-            db_size: bytes,
+            // As etcd's database file, the allocated size keeps the high
+            // water mark until a defragmentation; what is in use drops
+            // with compaction.
+            db_size: (self.allocated.load(std::sync::atomic::Ordering::Relaxed) as i64).max(bytes),
             db_size_in_use: bytes,
             db_size_quota: self.quota_bytes as i64,
             is_learner: metrics.state == ServerState::Learner,
@@ -735,6 +748,7 @@ where
         let resp = match req {
             PeerRequest::Report => PeerResponse::Report(Box::new(node.report())),
             PeerRequest::Ping => PeerResponse::Pong,
+            PeerRequest::Join(join) => PeerResponse::Join(node.join(join).await),
             PeerRequest::AppendEntries(r) => PeerResponse::AppendEntries(node.raft.append_entries(r).await),
             PeerRequest::Vote(r) => PeerResponse::Vote(node.raft.vote(r).await),
             PeerRequest::InstallSnapshot(r) => PeerResponse::InstallSnapshot(node.raft.install_snapshot(r).await),

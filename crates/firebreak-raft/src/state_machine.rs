@@ -74,6 +74,10 @@ pub struct StateMachine {
     serial: u64,
     /// The local log's durability, waited for before applying.
     log: Option<Durability>,
+    /// The largest size the store reached since this member last
+    /// defragmented (or started): what etcd's database file would have
+    /// grown to, as `db_size` reports it.
+    allocated: Arc<AtomicU64>,
 }
 
 fn snap_err(verb: ErrorVerb, e: impl std::error::Error + 'static) -> StorageError {
@@ -268,7 +272,9 @@ impl StateMachine {
             None => (Replica::default(), None),
         };
         let (revisions, _) = tokio::sync::watch::channel(replica.store.current_revision());
+        let allocated = Arc::new(AtomicU64::new(replica.store.size_bytes()));
         Ok(StateMachine {
+            allocated,
             revisions,
             replica: Arc::new(RwLock::new(replica)),
             slot: SnapshotSlot {
@@ -295,6 +301,11 @@ impl StateMachine {
     /// The applied revision, updated after every applied batch.
     pub fn revisions(&self) -> tokio::sync::watch::Receiver<i64> {
         self.revisions.subscribe()
+    }
+
+    /// The store's high-water size since the last defragmentation.
+    pub fn allocated(&self) -> Arc<AtomicU64> {
+        self.allocated.clone()
     }
 }
 
@@ -413,7 +424,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             replica.last_applied = Some(entry.log_id);
             match entry.payload {
                 EntryPayload::Blank => out.push(Applied(None)),
-                EntryPayload::Normal(cmd) => out.push(Applied(Some(replica.apply(&cmd, entry.log_id.index)))),
+                EntryPayload::Normal(cmd) => {
+                    out.push(Applied(Some(replica.apply(&cmd, entry.log_id.index))));
+                    self.allocated.fetch_max(replica.store.size_bytes(), Ordering::Relaxed);
+                }
                 EntryPayload::Membership(m) => {
                     replica.membership = StoredMembership::new(Some(entry.log_id), m);
                     out.push(Applied(None));
@@ -472,6 +486,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         *replica = file.replica;
         replica.last_applied = meta.last_log_id;
         replica.membership = meta.last_membership.clone();
+        self.allocated.fetch_max(replica.store.size_bytes(), Ordering::Relaxed);
         self.revisions.send_replace(replica.store.current_revision());
         tracing::info!(snapshot_id = %meta.snapshot_id, "snapshot installed");
         Ok(())

@@ -58,6 +58,9 @@ pub enum PeerRequest {
     Report,
     /// Answered at once: measures the round trip.
     Ping,
+    /// A member starting for the first time announces itself (to the
+    /// leader; others answer `NotLeader`).
+    Join(crate::membership::JoinRequest),
 }
 
 impl PeerRequest {
@@ -98,6 +101,7 @@ pub enum PeerResponse {
     Membership(crate::membership::MembershipResult),
     Report(Box<crate::report::MemberReport>),
     Pong,
+    Join(crate::membership::JoinResult),
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -400,16 +400,7 @@ async fn a_snapshot_restores_a_new_cluster() {
 
     // A new cluster, each member restored from the same file first.
     let restored = Cluster::prepare(Options::default());
-    for m in &restored.members {
-        let out = std::process::Command::new(common::BIN)
-            .arg("restore")
-            .arg(&file)
-            .arg("--data-dir")
-            .arg(&m.data_dir)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    }
+    restored.restore_each(&file);
     let restored = restored.launch().await;
     let mut r = restored.client().await;
     let got = r.get("s/", Some(GetOptions::new().with_prefix())).await.unwrap();

@@ -9,21 +9,13 @@ mod common;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::{Cluster, Options};
+use common::grpc::unary;
+use common::{login, Cluster, Options};
 use etcd_client::proto::{PbPutRequest, PbPutResponse};
 use etcd_client::{
-    Client, ConnectOptions, DeleteOptions, GetOptions, LeaseTimeToLiveOptions, LockOptions, Permission, PutOptions,
-    Txn, TxnOp, WatchOptions,
+    Client, DeleteOptions, GetOptions, LeaseTimeToLiveOptions, LockOptions, Permission, PutOptions, Txn, TxnOp,
+    WatchOptions,
 };
-
-/// A client of `endpoints` logged in as `user`.
-async fn login(endpoints: &[String], user: &str, password: &str) -> Result<Client, etcd_client::Error> {
-    let options = ConnectOptions::new()
-        .with_user(user, password)
-        .with_connect_timeout(Duration::from_secs(2))
-        .with_timeout(Duration::from_secs(10));
-    Client::connect(endpoints, Some(options)).await
-}
 
 /// The gRPC status of a failed call: (code, message).
 fn status<T: std::fmt::Debug>(r: Result<T, etcd_client::Error>) -> (tonic::Code, String) {
@@ -60,26 +52,25 @@ async fn set_up(client: &mut Client) {
 /// A put sent with `token` as its metadata, straight over gRPC: how a
 /// client carries a token it got from one member to another.
 async fn put_with_token(endpoint: &str, token: &str, key: &str) -> Result<PbPutResponse, tonic::Status> {
-    let channel = tonic::transport::Channel::from_shared(endpoint.to_owned())
-        .unwrap()
-        .connect_timeout(Duration::from_secs(2))
-        .timeout(Duration::from_secs(10))
-        .connect()
-        .await
-        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
-    let mut grpc = tonic::client::Grpc::new(channel);
-    grpc.ready()
-        .await
-        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
-    let mut request = tonic::Request::new(PbPutRequest {
+    let request = PbPutRequest {
         key: key.as_bytes().to_vec(),
         value: b"v".to_vec(),
         ..Default::default()
-    });
-    request.metadata_mut().insert("token", token.parse().unwrap());
-    let path = tonic::codegen::http::uri::PathAndQuery::from_static("/etcdserverpb.KV/Put");
-    let codec = tonic_prost::ProstCodec::<PbPutRequest, PbPutResponse>::default();
-    grpc.unary(request, path, codec).await.map(|r| r.into_inner())
+    };
+    unary(endpoint, "/etcdserverpb.KV/Put", Some(token), request).await
+}
+
+/// A token for alice (see [`set_up`]), from member 0 of `cluster`.
+async fn alices_token(cluster: &Cluster) -> String {
+    cluster
+        .client_of(0)
+        .await
+        .auth_client()
+        .authenticate("alice".into(), "pw".into())
+        .await
+        .unwrap()
+        .token()
+        .to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -280,15 +271,7 @@ async fn a_token_from_one_member_is_good_on_every_member_and_lives_while_used_an
     let mut admin = cluster.client().await;
     set_up(&mut admin).await;
     let issuer = cluster.members[0].endpoint();
-    let token = cluster
-        .client_of(0)
-        .await
-        .auth_client()
-        .authenticate("alice".into(), "pw".into())
-        .await
-        .unwrap()
-        .token()
-        .to_owned();
+    let token = alices_token(&cluster).await;
     let (one, two) = (cluster.members[1].endpoint(), cluster.members[2].endpoint());
     put_with_token(&issuer, &token, "app/a").await.unwrap();
     put_with_token(&one, &token, "app/a").await.unwrap();
@@ -340,15 +323,7 @@ async fn jwts_are_verified_everywhere_and_old_ones_are_refused() {
     .await;
     let mut admin = cluster.client().await;
     set_up(&mut admin).await;
-    let token = cluster
-        .client_of(0)
-        .await
-        .auth_client()
-        .authenticate("alice".into(), "pw".into())
-        .await
-        .unwrap()
-        .token()
-        .to_owned();
+    let token = alices_token(&cluster).await;
     assert_eq!(token.split('.').count(), 3, "a JWT: {token}");
     for m in &cluster.members {
         put_with_token(&m.endpoint(), &token, "app/jwt").await.unwrap();

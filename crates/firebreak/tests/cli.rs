@@ -3,9 +3,11 @@
 
 mod common;
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant};
 
-fn write_config(dir: &std::path::Path, config: &str) -> std::path::PathBuf {
+fn write_config(dir: &Path, config: &str) -> PathBuf {
     let path = dir.join("node.toml");
     std::fs::write(&path, config).unwrap();
     path
@@ -25,6 +27,39 @@ fn serve_with(config: &str, extra: &[&str]) -> (bool, String) {
         .output()
         .unwrap();
     (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// `firebreak serve --allow-unsafe-topology` in `dir`, on a config of two
+/// datacenters, with `extra` flags, logging at level info to the file
+/// returned; it is killed when the handle is dropped.
+fn serve_unsafe(dir: &Path, extra: &[&str]) -> (common::KillOnDrop, PathBuf) {
+    let path = write_config(dir, &config(["dc1", "dc1", "dc2"]));
+    let log_path = dir.join("node.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let child = Command::new(common::BIN)
+        .args(["serve", "--allow-unsafe-topology"])
+        .args(extra)
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .arg("--config")
+        .arg(&path)
+        .env("FIREBREAK_LOG", "info")
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    (common::KillOnDrop(child), log_path)
+}
+
+/// The log at `path` once it says `needle`, or as it is after 10 s.
+fn log_once(path: &Path, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(path).unwrap();
+        if text.contains(needle) || Instant::now() >= deadline {
+            return text;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 fn config(dcs: [&str; 3]) -> String {
@@ -83,30 +118,9 @@ fn flags_override_the_file() {
 #[test]
 fn allow_unsafe_topology_starts_with_a_warning() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("node.toml");
-    std::fs::write(&path, config(["dc1", "dc1", "dc2"])).unwrap();
-    let log_path = dir.path().join("node.log");
-    let log = std::fs::File::create(&log_path).unwrap();
-    let mut child = Command::new(common::BIN)
-        .args(["serve", "--allow-unsafe-topology", "--data-dir"])
-        .arg(dir.path().join("data"))
-        .arg("--config")
-        .arg(&path)
-        .env("FIREBREAK_LOG", "info")
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let mut text = String::new();
-    while std::time::Instant::now() < deadline {
-        text = std::fs::read_to_string(&log_path).unwrap();
-        if text.contains("serving") {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
+    let (member, log) = serve_unsafe(dir.path(), &[]);
+    let text = log_once(&log, "serving");
+    drop(member);
     assert!(text.contains("unsafe topology"), "{text}");
     assert!(text.contains("serving"), "{text}");
 }
@@ -162,27 +176,9 @@ fn tls_flags_are_checked_before_anything_starts() {
 #[test]
 fn log_format_json_writes_one_object_a_line() {
     let dir = tempfile::tempdir().unwrap();
-    let path = write_config(dir.path(), &config(["dc1", "dc1", "dc2"]));
-    let log_path = dir.path().join("node.log");
-    let log = std::fs::File::create(&log_path).unwrap();
-    let mut child = common::KillOnDrop(
-        Command::new(common::BIN)
-            .args(["serve", "--allow-unsafe-topology", "--log-format", "json", "--data-dir"])
-            .arg(dir.path().join("data"))
-            .arg("--config")
-            .arg(&path)
-            .env("FIREBREAK_LOG", "info")
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    );
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let mut text = String::new();
-    while std::time::Instant::now() < deadline && !text.contains("\"serving\"") {
-        std::thread::sleep(std::time::Duration::from_millis(50));
-        text = std::fs::read_to_string(&log_path).unwrap();
-    }
-    let _ = child.0.kill();
+    let (member, log) = serve_unsafe(dir.path(), &["--log-format", "json"]);
+    let text = log_once(&log, "\"serving\"");
+    drop(member);
     let lines: Vec<serde_json::Value> = text
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))

@@ -29,8 +29,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use common::etcd::on_path;
-use common::{Cluster, Options};
+use common::{installed, Cluster, Options};
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio::net::TcpStream;
@@ -46,16 +45,45 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// of the second must not depend on the first on a two-core machine.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// Whether the tests can run; panics under CI without Chromium.
-fn chromium_available() -> bool {
-    if on_path("chromium") {
-        return true;
+/// What each test starts from: a cluster, and its dashboard open in a
+/// browser on member 0 (the observer), showing it healthy.
+struct Scene {
+    // The lock is let go last: then the next test may start.
+    page: Page,
+    _browser: Browser,
+    cluster: Cluster,
+    observer: String,
+    started: Instant,
+    _one: tokio::sync::MutexGuard<'static, ()>,
+}
+
+impl Scene {
+    /// The scene, or `None` (the test is skipped) without Chromium; panics
+    /// under CI without it.
+    async fn open() -> Option<Scene> {
+        if !installed("chromium", "apt-get install --no-install-recommends chromium") {
+            return None;
+        }
+        let one = ONE_AT_A_TIME.lock().await;
+        let started = Instant::now();
+        let cluster = Cluster::start(Options::default()).await;
+        let browser = Browser::launch();
+        let observer = cluster.members[0].name.clone();
+        let url = format!("{}/dashboard", cluster.members[0].endpoint());
+        let mut page = Page::open(&browser, &url).await;
+        page.wait_for("a healthy cluster", Duration::from_secs(20), |s| {
+            healthy_cluster(s, &cluster, &observer)
+        })
+        .await;
+        Some(Scene {
+            page,
+            _browser: browser,
+            cluster,
+            observer,
+            started,
+            _one: one,
+        })
     }
-    if std::env::var_os("CI").is_some() {
-        panic!("chromium is not installed, and CI must run the dashboard tests (apt-get install chromium)");
-    }
-    println!("skipping: chromium not installed (apt-get install --no-install-recommends chromium)");
-    false
 }
 
 /// Where screenshots go for people to look at.
@@ -514,56 +542,44 @@ fn check_screenshot(png_bytes: &[u8]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_shows_a_healthy_cluster() {
-    if !chromium_available() {
+    let Some(mut scene) = Scene::open().await else {
         return;
-    }
-    let _one = ONE_AT_A_TIME.lock().await;
-    let started = Instant::now();
-    let cluster = Cluster::start(Options::default()).await;
-    let browser = Browser::launch();
-    let observer = cluster.members[0].name.clone();
-    let url = format!("{}/dashboard", cluster.members[0].endpoint());
-    let mut page = Page::open(&browser, &url).await;
-
-    page.wait_for("a healthy cluster", Duration::from_secs(20), |s| {
-        healthy_cluster(s, &cluster, &observer)
-    })
-    .await;
+    };
     // The leader the page marks is the one the members report over gRPC
     // (waited for: under load an election may come between the two).
+    let (cluster, observer) = (&scene.cluster, &scene.observer);
     let leader = cluster.members[cluster.leader().await].name.clone();
-    page.wait_for(&format!("{leader} as the leader"), Duration::from_secs(10), |s| {
-        healthy_cluster(s, &cluster, &observer)?;
-        expect(s["leader"] == leader.as_str(), || {
-            format!("the page's leader is {}", s["leader"])
+    scene
+        .page
+        .wait_for(&format!("{leader} as the leader"), Duration::from_secs(10), |s| {
+            healthy_cluster(s, cluster, observer)?;
+            expect(s["leader"] == leader.as_str(), || {
+                format!("the page's leader is {}", s["leader"])
+            })
         })
-    })
-    .await;
+        .await;
 
-    let png = page.screenshot().await;
+    let png = scene.page.screenshot().await;
     let path = artifact("dashboard.png");
     std::fs::write(&path, &png).unwrap();
     println!("screenshot: {}", path.display());
     check_screenshot(&png);
-    println!("took {:.1} s", started.elapsed().as_secs_f64());
+    println!("took {:.1} s", scene.started.elapsed().as_secs_f64());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_shows_members_dying() {
-    if !chromium_available() {
+    let Some(scene) = Scene::open().await else {
         return;
-    }
-    let _one = ONE_AT_A_TIME.lock().await;
-    let started = Instant::now();
-    let mut cluster = Cluster::start(Options::default()).await;
-    let browser = Browser::launch();
-    let observer = cluster.members[0].name.clone();
-    let url = format!("{}/dashboard", cluster.members[0].endpoint());
-    let mut page = Page::open(&browser, &url).await;
-    page.wait_for("a healthy cluster", Duration::from_secs(20), |s| {
-        healthy_cluster(s, &cluster, &observer)
-    })
-    .await;
+    };
+    // The browser and the lock stay in `scene` until the end.
+    let Scene {
+        mut page,
+        mut cluster,
+        observer,
+        started,
+        ..
+    } = scene;
 
     // A member dies: the page, still open on member 0, must say so, and
     // that losing either other datacenter now would cost the quorum.

@@ -46,20 +46,21 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::etcd::{on_path, Etcd};
+use common::etcd::{each_seed, Etcd};
+use common::kv_model::{
+    align, answer, compact, impl_kv_answer, normalise_header, plain_get, plain_put, show_header, show_kv, Cmp,
+    CmpRange, CmpTarget, Delete, Get, KeySel, KvAnswer, Put, Sub, TxnReq, WithKeySel, B,
+};
 use common::{Cluster, Options};
 use etcd_client::proto::{
-    PbCompactionResponse, PbDeleteResponse, PbEvent, PbKeyValue, PbLeaseGrantResponse, PbLeaseRevokeResponse,
-    PbPutResponse, PbRangeResponse, PbResponseHeader, PbTxnOpResponse, PbTxnResponse, PbWatchRequest,
-    PbWatchRequestUnion, PbWatchResponse,
+    PbCompactionResponse, PbDeleteResponse, PbEvent, PbLeaseGrantResponse, PbLeaseRevokeResponse, PbPutResponse,
+    PbRangeResponse, PbTxnResponse, PbWatchRequest, PbWatchRequestUnion, PbWatchResponse,
 };
 use etcd_client::{
-    Client, CompactionOptions, Compare, CompareOp, DeleteOptions, GetOptions, LeaseGrantOptions, PutOptions, SortOrder,
-    SortTarget, Txn, TxnOp, WatchFilterType, WatchOptions, WatchRequestSender,
+    Client, CompareOp, LeaseGrantOptions, SortOrder, SortTarget, WatchFilterType, WatchOptions, WatchRequestSender,
 };
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -100,127 +101,8 @@ const BIG: usize = 1_650_000;
 const HUGE: usize = 2_200_000;
 
 // ---------------------------------------------------------------------------
-// The operations, as plain data (so they print in a failure message).
-
-/// Bytes that print as an escaped string (or as a length when large).
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
-struct B(Vec<u8>);
-
-impl B {
-    fn of(bytes: &[u8]) -> B {
-        B(bytes.to_vec())
-    }
-}
-
-impl fmt::Debug for B {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0.len() > 64 {
-            write!(f, "<{} bytes>", self.0.len())
-        } else {
-            write!(f, "\"{}\"", self.0.escape_ascii())
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-enum KeySel {
-    Single(B),
-    /// `with_range(end)`.
-    Range(B, B),
-    /// `with_prefix()`.
-    Prefix(B),
-    /// `with_from_key()`.
-    FromKey(B),
-}
-
-impl KeySel {
-    fn key(&self) -> Vec<u8> {
-        match self {
-            KeySel::Single(k) | KeySel::Range(k, _) | KeySel::Prefix(k) | KeySel::FromKey(k) => k.0.clone(),
-        }
-    }
-
-    /// Whether the request goes out with range end `"\0"` (every key from
-    /// the start key on), as the client builds it.
-    fn is_from_key(&self) -> bool {
-        match self {
-            KeySel::FromKey(_) => true,
-            KeySel::Prefix(k) => k.0.is_empty() || k.0.iter().all(|&b| b == 0xff),
-            KeySel::Range(_, end) => end.0 == b"\0",
-            KeySel::Single(_) => false,
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-struct Get {
-    sel: KeySel,
-    limit: i64,
-    revision: i64,
-    sort: Option<(SortTarget, SortOrder)>,
-    serializable: bool,
-    keys_only: bool,
-    count_only: bool,
-    min_mod: i64,
-    max_mod: i64,
-    min_create: i64,
-    max_create: i64,
-}
-
-#[derive(Debug, Clone)]
-struct Put {
-    key: B,
-    value: B,
-    lease: i64,
-    prev_kv: bool,
-    ignore_value: bool,
-    ignore_lease: bool,
-}
-
-#[derive(Debug, Clone)]
-struct Delete {
-    sel: KeySel,
-    prev_kv: bool,
-}
-
-#[derive(Debug, Clone)]
-enum CmpTarget {
-    Version(i64),
-    Create(i64),
-    Mod(i64),
-    Value(B),
-    Lease(i64),
-}
-
-#[derive(Debug, Clone)]
-enum CmpRange {
-    None,
-    Range(B),
-    Prefix,
-}
-
-#[derive(Debug, Clone)]
-struct Cmp {
-    key: B,
-    range: CmpRange,
-    op: CompareOp,
-    target: CmpTarget,
-}
-
-#[derive(Debug, Clone)]
-enum Sub {
-    Get(Get),
-    Put(Put),
-    Delete(Delete),
-    Txn(TxnReq),
-}
-
-#[derive(Debug, Clone, Default)]
-struct TxnReq {
-    when: Vec<Cmp>,
-    then: Vec<Sub>,
-    otherwise: Vec<Sub>,
-}
+// The operations, as plain data (so they print in a failure message); the
+// key-value requests are `common::kv_model`'s.
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -235,101 +117,6 @@ enum Op {
 
 // ---------------------------------------------------------------------------
 // Running an operation with etcd-client.
-
-fn get_options(g: &Get) -> (Vec<u8>, GetOptions) {
-    let mut o = GetOptions::new();
-    o = match &g.sel {
-        KeySel::Single(_) => o,
-        KeySel::Range(_, end) => o.with_range(end.0.clone()),
-        KeySel::Prefix(_) => o.with_prefix(),
-        KeySel::FromKey(_) => o.with_from_key(),
-    };
-    o = o.with_limit(g.limit).with_revision(g.revision);
-    if let Some((target, order)) = g.sort {
-        o = o.with_sort(target, order);
-    }
-    if g.serializable {
-        o = o.with_serializable();
-    }
-    if g.keys_only {
-        o = o.with_keys_only();
-    }
-    if g.count_only {
-        o = o.with_count_only();
-    }
-    o = o
-        .with_min_mod_revision(g.min_mod)
-        .with_max_mod_revision(g.max_mod)
-        .with_min_create_revision(g.min_create)
-        .with_max_create_revision(g.max_create);
-    (g.sel.key(), o)
-}
-
-fn put_options(p: &Put) -> PutOptions {
-    let mut o = PutOptions::new().with_lease(p.lease);
-    if p.prev_kv {
-        o = o.with_prev_key();
-    }
-    if p.ignore_value {
-        o = o.with_ignore_value();
-    }
-    if p.ignore_lease {
-        o = o.with_ignore_lease();
-    }
-    o
-}
-
-fn delete_options(d: &Delete) -> (Vec<u8>, DeleteOptions) {
-    let mut o = DeleteOptions::new();
-    o = match &d.sel {
-        KeySel::Single(_) => o,
-        KeySel::Range(_, end) => o.with_range(end.0.clone()),
-        KeySel::Prefix(_) => o.with_prefix(),
-        KeySel::FromKey(_) => o.with_from_key(),
-    };
-    if d.prev_kv {
-        o = o.with_prev_key();
-    }
-    (d.sel.key(), o)
-}
-
-fn compare(c: &Cmp) -> Compare {
-    let key = c.key.0.clone();
-    let cmp = match &c.target {
-        CmpTarget::Version(v) => Compare::version(key, c.op, *v),
-        CmpTarget::Create(v) => Compare::create_revision(key, c.op, *v),
-        CmpTarget::Mod(v) => Compare::mod_revision(key, c.op, *v),
-        CmpTarget::Value(v) => Compare::value(key, c.op, v.0.clone()),
-        CmpTarget::Lease(v) => Compare::lease(key, c.op, *v),
-    };
-    match &c.range {
-        CmpRange::None => cmp,
-        CmpRange::Range(end) => cmp.with_range(end.0.clone()),
-        CmpRange::Prefix => cmp.with_prefix(),
-    }
-}
-
-fn txn_op(op: &Sub) -> TxnOp {
-    match op {
-        Sub::Get(g) => {
-            let (key, o) = get_options(g);
-            TxnOp::get(key, Some(o))
-        }
-        Sub::Put(p) => TxnOp::put(p.key.0.clone(), p.value.0.clone(), Some(put_options(p))),
-        Sub::Delete(d) => {
-            let (key, o) = delete_options(d);
-            TxnOp::delete(key, Some(o))
-        }
-        Sub::Txn(t) => TxnOp::txn(txn(t)),
-    }
-}
-
-fn txn(t: &TxnReq) -> Txn {
-    Txn::new()
-        .when(t.when.iter().map(compare).collect::<Vec<_>>())
-        .and_then(t.then.iter().map(txn_op).collect::<Vec<_>>())
-        .or_else(t.otherwise.iter().map(txn_op).collect::<Vec<_>>())
-}
 
 /// One server's answer to one operation.
 #[derive(Debug, Clone, PartialEq)]
@@ -347,21 +134,12 @@ enum Answer {
     Broken(String),
 }
 
-impl Answer {
-    fn revision(&self) -> Option<i64> {
-        let h = match self {
-            Answer::Range(r) => &r.header,
-            Answer::Put(r) => &r.header,
-            Answer::Delete(r) => &r.header,
-            Answer::Txn(r) => &r.header,
-            Answer::Compact(r) => &r.header,
-            Answer::LeaseGrant(r) => &r.header,
-            Answer::LeaseRevoke(r) => &r.header,
-            Answer::Status(..) | Answer::Broken(_) => return None,
-        };
-        h.as_ref().map(|h| h.revision)
-    }
+impl_kv_answer!(Answer {
+    LeaseGrant,
+    LeaseRevoke
+});
 
+impl Answer {
     /// A short name for the statistics.
     fn kind(&self) -> String {
         match self {
@@ -380,155 +158,28 @@ impl Answer {
     }
 }
 
-/// Zeroes what names the server rather than the data, in the top-level
-/// header only.
-fn normalise(h: &mut Option<PbResponseHeader>) {
-    if let Some(h) = h {
-        h.cluster_id = 0;
-        h.member_id = 0;
-        h.raft_term = 0;
-    }
-}
-
-fn answer<T>(result: Result<T, etcd_client::Error>, ok: impl FnOnce(T) -> Answer) -> Answer {
-    match result {
-        Ok(t) => ok(t),
-        Err(etcd_client::Error::GRpcStatus(s)) => Answer::Status(format!("{:?}", s.code()), s.message().to_string()),
-        Err(e) => Answer::Broken(e.to_string()),
-    }
-}
-
 async fn execute(client: &mut Client, op: &Op) -> Answer {
     match op {
-        Op::Get(g) => {
-            let (key, o) = get_options(g);
-            answer(client.get(key, Some(o)).await, |mut r| {
-                normalise(&mut r.0.header);
-                Answer::Range(r.0)
-            })
-        }
-        Op::Put(p) => answer(
-            client
-                .put(p.key.0.clone(), p.value.0.clone(), Some(put_options(p)))
-                .await,
-            |mut r| {
-                normalise(&mut r.0.header);
-                Answer::Put(r.0)
-            },
-        ),
-        Op::Delete(d) => {
-            let (key, o) = delete_options(d);
-            answer(client.delete(key, Some(o)).await, |mut r| {
-                normalise(&mut r.0.header);
-                Answer::Delete(r.0)
-            })
-        }
-        Op::Txn(t) => answer(client.txn(txn(t)).await, |mut r| {
-            normalise(&mut r.0.header);
-            Answer::Txn(r.0)
-        }),
-        Op::Compact { revision, physical } => {
-            let mut o = CompactionOptions::new();
-            if *physical {
-                o = o.with_physical();
-            }
-            answer(client.compact(*revision, Some(o)).await, |mut r| {
-                normalise(&mut r.0.header);
-                Answer::Compact(r.0)
-            })
-        }
+        Op::Get(g) => g.send(client).await,
+        Op::Put(p) => p.send(client).await,
+        Op::Delete(d) => d.send(client).await,
+        Op::Txn(t) => t.send(client).await,
+        Op::Compact { revision, physical } => compact(client, *revision, *physical).await,
         Op::LeaseGrant { id, ttl } => answer(
             client
                 .lease_grant(*ttl, Some(LeaseGrantOptions::new().with_id(*id)))
                 .await,
-            |mut r| {
-                normalise(&mut r.0.header);
-                Answer::LeaseGrant(r.0)
-            },
+            |r| Answer::LeaseGrant(r.0),
         ),
-        Op::LeaseRevoke { id } => answer(client.lease_revoke(*id).await, |mut r| {
-            normalise(&mut r.0.header);
-            Answer::LeaseRevoke(r.0)
-        }),
+        Op::LeaseRevoke { id } => answer(client.lease_revoke(*id).await, |r| Answer::LeaseRevoke(r.0)),
     }
 }
 
 // ---------------------------------------------------------------------------
 // Readable answers for failure messages.
 
-fn show_header(h: &Option<PbResponseHeader>) -> String {
-    match h {
-        None => "header: None".into(),
-        Some(h) => format!(
-            "header: {{cluster {} member {} rev {} term {}}}",
-            h.cluster_id, h.member_id, h.revision, h.raft_term
-        ),
-    }
-}
-
-fn show_kv(kv: &PbKeyValue) -> String {
-    format!(
-        "{:?}={:?} (create {} mod {} ver {} lease {})",
-        B(kv.key.clone()),
-        B(kv.value.clone()),
-        kv.create_revision,
-        kv.mod_revision,
-        kv.version,
-        kv.lease
-    )
-}
-
-fn show_kvs(kvs: &[PbKeyValue], indent: &str) -> String {
-    kvs.iter().map(|kv| format!("\n{indent}  {}", show_kv(kv))).collect()
-}
-
-fn show_txn(r: &PbTxnResponse, indent: &str) -> String {
-    let mut s = format!("txn {} succeeded {}", show_header(&r.header), r.succeeded);
-    let inner = format!("{indent}    ");
-    for op in &r.responses {
-        let line = match &op.response {
-            None => "None".to_string(),
-            Some(PbTxnOpResponse::ResponseRange(r)) => show_range(r, &inner),
-            Some(PbTxnOpResponse::ResponsePut(r)) => show_put(r),
-            Some(PbTxnOpResponse::ResponseDeleteRange(r)) => show_delete(r, &inner),
-            Some(PbTxnOpResponse::ResponseTxn(r)) => show_txn(r, &inner),
-        };
-        s.push_str(&format!("\n{indent}  - {line}"));
-    }
-    s
-}
-
-fn show_range(r: &PbRangeResponse, indent: &str) -> String {
-    format!(
-        "range {} count {} more {}{}",
-        show_header(&r.header),
-        r.count,
-        r.more,
-        show_kvs(&r.kvs, indent)
-    )
-}
-
-fn show_put(r: &PbPutResponse) -> String {
-    let prev = r.prev_kv.as_ref().map_or("None".to_string(), show_kv);
-    format!("put {} prev_kv {prev}", show_header(&r.header))
-}
-
-fn show_delete(r: &PbDeleteResponse, indent: &str) -> String {
-    format!(
-        "delete {} deleted {}{}",
-        show_header(&r.header),
-        r.deleted,
-        show_kvs(&r.prev_kvs, indent)
-    )
-}
-
 fn show(a: &Answer) -> String {
     match a {
-        Answer::Range(r) => show_range(r, ""),
-        Answer::Put(r) => show_put(r),
-        Answer::Delete(r) => show_delete(r, ""),
-        Answer::Txn(r) => show_txn(r, ""),
-        Answer::Compact(r) => format!("compact {}", show_header(&r.header)),
         Answer::LeaseGrant(r) => format!(
             "lease grant {} id {} ttl {} error {:?}",
             show_header(&r.header),
@@ -537,8 +188,7 @@ fn show(a: &Answer) -> String {
             r.error
         ),
         Answer::LeaseRevoke(r) => format!("lease revoke {}", show_header(&r.header)),
-        Answer::Status(code, message) => format!("status {code}: {message:?}"),
-        Answer::Broken(e) => format!("broken: {e}"),
+        kv => kv.show_kv_answer().expect("a key-value answer"),
     }
 }
 
@@ -867,33 +517,6 @@ fn avoid_etcd_panic(t: &mut TxnReq) {
     if has_from_key_delete(&t.then) || has_from_key_delete(&t.otherwise) {
         strip(&mut t.then);
         strip(&mut t.otherwise);
-    }
-}
-
-fn plain_get(key: &[u8]) -> Get {
-    Get {
-        sel: KeySel::Single(B::of(key)),
-        limit: 0,
-        revision: 0,
-        sort: None,
-        serializable: false,
-        keys_only: false,
-        count_only: false,
-        min_mod: 0,
-        max_mod: 0,
-        min_create: 0,
-        max_create: 0,
-    }
-}
-
-fn plain_put(key: &[u8], value: Vec<u8>) -> Put {
-    Put {
-        key: B::of(key),
-        value: B(value),
-        lease: 0,
-        prev_kv: false,
-        ignore_value: false,
-        ignore_lease: false,
     }
 }
 
@@ -1310,13 +933,7 @@ impl WatchReq {
     }
 
     fn options(&self) -> (Vec<u8>, WatchOptions) {
-        let mut o = WatchOptions::new();
-        o = match &self.sel {
-            KeySel::Single(_) => o,
-            KeySel::Range(_, end) => o.with_range(end.0.clone()),
-            KeySel::Prefix(_) => o.with_prefix(),
-            KeySel::FromKey(_) => o.with_from_key(),
-        };
+        let mut o = WatchOptions::new().with_key_sel(&self.sel);
         if self.start != 0 {
             o = o.with_start_revision(self.start);
         }
@@ -1586,7 +1203,7 @@ impl StreamState {
     }
 
     fn absorb(&mut self, mut m: PbWatchResponse) {
-        normalise(&mut m.header);
+        normalise_header(&mut m.header);
         let events = std::mem::take(&mut m.events);
         let id = m.watch_id;
         let live = self
@@ -1969,34 +1586,6 @@ fn reply_difference(a: &Side, b: &Side, s: usize, from_a: usize, from_b: usize) 
 
 // ---------------------------------------------------------------------------
 // The test.
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-/// Brings etcd to the state the harness left Firebreak in: `__ready`
-/// written once per member start (normally three puts), nothing else.
-async fn align(etcd: &mut Client, firebreak: &mut Client) {
-    let ready = firebreak.get("__ready", None).await.expect("read __ready");
-    let kv = ready.kvs().first().expect("the harness wrote __ready");
-    for i in 1..kv.version() {
-        etcd.put("__ready", format!("m{i}"), None).await.expect("put __ready");
-    }
-    etcd.put("__ready", kv.value(), None).await.expect("put __ready");
-
-    let everything = Op::Get(Get {
-        sel: KeySel::FromKey(B::of(b"\0")),
-        ..plain_get(b"")
-    });
-    let (a, b) = tokio::join!(execute(etcd, &everything), execute(firebreak, &everything));
-    assert_eq!(
-        a,
-        b,
-        "the stores differ before the first operation:\netcd:      {}\nfirebreak: {}",
-        show(&a),
-        show(&b)
-    );
-}
 
 /// One seed's run: both servers' clients and watch streams, the generator,
 /// and what a failure message shows.
@@ -2385,53 +1974,40 @@ async fn timed<T>(f: impl std::future::Future<Output = T>) -> (T, Duration) {
     (out, start.elapsed())
 }
 
+/// Runs one seed on a fresh pair of servers, so that each seed is
+/// reproducible alone.
+async fn run_seed_on_a_fresh_pair(seed: u64, ops: usize) -> BTreeMap<String, usize> {
+    let etcd = Etcd::start();
+    let cluster = Cluster::start(Options::default()).await;
+    let mut etcd_client = etcd.client().await;
+    let leader = cluster.leader().await;
+    // The leader's client: serializable reads on a follower may lag
+    // behind the last write, legitimately, which would make the
+    // comparison flaky. On the leader they see every applied write.
+    let mut firebreak = cluster.client_of(leader).await;
+    align(&mut etcd_client, &mut firebreak, show).await;
+    // Watch streams on connections of their own: Firebreak's client
+    // sockets have Nagle's algorithm on (tonic ignores `tcp_nodelay`
+    // with a listener of one's own), so event frames sent on the
+    // connection of the key-value requests delay their answers by
+    // tens of milliseconds.
+    let clients = Clients {
+        etcd: etcd_client,
+        firebreak,
+        etcd_watch: etcd.client().await,
+        firebreak_watch: cluster.client_of(leader).await,
+    };
+    run_seed(seed, ops, clients, &cluster, leader).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn same_answers_as_etcd() {
-    if !on_path("etcd") {
-        if std::env::var_os("CI").is_some() {
-            panic!("etcd is not installed, and CI must run the differential test (apt-get install etcd-server)");
-        }
-        println!("skipping: etcd not installed (apt-get install etcd-server)");
-        return;
-    }
-    let seeds: Vec<u64> = match std::env::var("DIFF_SEEDS") {
-        Ok(list) => list
-            .split(',')
-            .map(|s| s.trim().parse().expect("DIFF_SEEDS: numbers"))
-            .collect(),
-        Err(_) => DEFAULT_SEEDS.to_vec(),
-    };
-    let ops = env_or("DIFF_OPS", DEFAULT_OPS);
-
-    for seed in seeds {
-        let started = Instant::now();
-        // A fresh pair per seed, so that each seed is reproducible alone.
-        let etcd = Etcd::start();
-        let cluster = Cluster::start(Options::default()).await;
-        let mut etcd_client = etcd.client().await;
-        let leader = cluster.leader().await;
-        // The leader's client: serializable reads on a follower may lag
-        // behind the last write, legitimately, which would make the
-        // comparison flaky. On the leader they see every applied write.
-        let mut firebreak = cluster.client_of(leader).await;
-        align(&mut etcd_client, &mut firebreak).await;
-        // Watch streams on connections of their own: Firebreak's client
-        // sockets have Nagle's algorithm on (tonic ignores `tcp_nodelay`
-        // with a listener of one's own), so event frames sent on the
-        // connection of the key-value requests delay their answers by
-        // tens of milliseconds.
-        let clients = Clients {
-            etcd: etcd_client,
-            firebreak,
-            etcd_watch: etcd.client().await,
-            firebreak_watch: cluster.client_of(leader).await,
-        };
-        let stats = run_seed(seed, ops, clients, &cluster, leader).await;
-        println!("seed {seed}: {ops} ops agree in {:.1?}", started.elapsed());
-        for (kind, n) in stats {
-            println!("  {n:6}  {kind}");
-        }
-        drop(cluster);
-        drop(etcd);
-    }
+    each_seed(
+        "DIFF_SEEDS",
+        DEFAULT_SEEDS,
+        "DIFF_OPS",
+        DEFAULT_OPS,
+        run_seed_on_a_fresh_pair,
+    )
+    .await;
 }

@@ -88,22 +88,23 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::time::{Duration, Instant};
 
-use common::etcd::{on_path, Etcd};
-use common::{Cluster, Options};
+use common::etcd::{each_seed, Etcd};
+use common::grpc::unary;
+use common::kv_model::{
+    align, answer, compact, impl_kv_answer, plain_get, show_header, Cmp, CmpRange, CmpTarget, Delete, Get, KeySel,
+    KvAnswer, Put, Sub, TxnReq, B,
+};
+use common::{login, Cluster, Options};
 use etcd_client::proto::{
     PbAuthDisableResponse, PbAuthEnableResponse, PbAuthRoleAddResponse, PbAuthRoleDeleteResponse,
     PbAuthRoleGetResponse, PbAuthRoleGrantPermissionResponse, PbAuthRoleListResponse,
     PbAuthRoleRevokePermissionResponse, PbAuthUserAddResponse, PbAuthUserChangePasswordResponse,
     PbAuthUserDeleteResponse, PbAuthUserGetResponse, PbAuthUserGrantRoleResponse, PbAuthUserListResponse,
-    PbAuthUserRevokeRoleResponse, PbAuthenticateResponse, PbCompactionResponse, PbDeleteResponse, PbKeyValue,
-    PbPutResponse, PbRangeResponse, PbResponseHeader, PbTxnOpResponse, PbTxnResponse,
+    PbAuthUserRevokeRoleResponse, PbAuthenticateResponse, PbCompactionResponse, PbDeleteResponse, PbPutResponse,
+    PbRangeResponse, PbTxnResponse,
 };
-use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, Permission, PermissionType, PutOptions,
-    RoleRevokePermissionOptions, Txn, TxnOp, UserAddOptions,
-};
+use etcd_client::{Client, CompareOp, Permission, PermissionType, RoleRevokePermissionOptions, UserAddOptions};
 use firebreak_grpc::auth::{AuthStatusRequest, AuthStatusResponse};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -179,96 +180,8 @@ const FROM_KEYS: &[&[u8]] = &[b"a/", b"b/x", b"c", b"\0"];
 const VALUES: &[&[u8]] = &[b"", b"1", b"2", b"v"];
 
 // ---------------------------------------------------------------------------
-// The operations, as plain data (so they print in a failure message).
-
-/// Bytes that print as an escaped string.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
-struct B(Vec<u8>);
-
-impl B {
-    fn of(bytes: &[u8]) -> B {
-        B(bytes.to_vec())
-    }
-}
-
-impl fmt::Debug for B {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "\"{}\"", self.0.escape_ascii())
-    }
-}
-
-#[derive(Debug, Clone)]
-enum KeySel {
-    Single(B),
-    /// `with_range(end)`.
-    Range(B, B),
-    /// `with_prefix()`.
-    Prefix(B),
-    /// `with_from_key()`.
-    FromKey(B),
-}
-
-impl KeySel {
-    fn key(&self) -> Vec<u8> {
-        match self {
-            KeySel::Single(k) | KeySel::Range(k, _) | KeySel::Prefix(k) | KeySel::FromKey(k) => k.0.clone(),
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-struct Get {
-    sel: KeySel,
-    limit: i64,
-    serializable: bool,
-    keys_only: bool,
-    count_only: bool,
-}
-
-#[derive(Debug, Clone)]
-struct Put {
-    key: B,
-    value: B,
-    prev_kv: bool,
-}
-
-#[derive(Debug, Clone)]
-struct Delete {
-    sel: KeySel,
-    prev_kv: bool,
-}
-
-#[derive(Debug, Clone)]
-enum CmpTarget {
-    Version(i64),
-    Create(i64),
-    Mod(i64),
-    Value(B),
-}
-
-#[derive(Debug, Clone)]
-struct Cmp {
-    key: B,
-    /// A range end, or none for the key alone.
-    end: Option<B>,
-    op: CompareOp,
-    target: CmpTarget,
-}
-
-#[derive(Debug, Clone)]
-enum Sub {
-    Get(Get),
-    Put(Put),
-    Delete(Delete),
-    Txn(TxnReq),
-}
-
-#[derive(Debug, Clone, Default)]
-struct TxnReq {
-    when: Vec<Cmp>,
-    then: Vec<Sub>,
-    otherwise: Vec<Sub>,
-}
+// The operations, as plain data (so they print in a failure message); the
+// key-value requests are `common::kv_model`'s.
 
 /// A permission as sent: its type and raw key and range end.
 #[derive(Debug, Clone)]
@@ -396,89 +309,6 @@ enum Actor {
 // ---------------------------------------------------------------------------
 // Running an operation with etcd-client.
 
-fn range_options(sel: &KeySel) -> GetOptions {
-    let o = GetOptions::new();
-    match sel {
-        KeySel::Single(_) => o,
-        KeySel::Range(_, end) => o.with_range(end.0.clone()),
-        KeySel::Prefix(_) => o.with_prefix(),
-        KeySel::FromKey(_) => o.with_from_key(),
-    }
-}
-
-fn get_options(g: &Get) -> (Vec<u8>, GetOptions) {
-    let mut o = range_options(&g.sel).with_limit(g.limit);
-    if g.serializable {
-        o = o.with_serializable();
-    }
-    if g.keys_only {
-        o = o.with_keys_only();
-    }
-    if g.count_only {
-        o = o.with_count_only();
-    }
-    (g.sel.key(), o)
-}
-
-fn put_options(p: &Put) -> PutOptions {
-    let o = PutOptions::new();
-    if p.prev_kv {
-        o.with_prev_key()
-    } else {
-        o
-    }
-}
-
-fn delete_options(d: &Delete) -> (Vec<u8>, DeleteOptions) {
-    let mut o = DeleteOptions::new();
-    o = match &d.sel {
-        KeySel::Single(_) => o,
-        KeySel::Range(_, end) => o.with_range(end.0.clone()),
-        KeySel::Prefix(_) => o.with_prefix(),
-        KeySel::FromKey(_) => o.with_from_key(),
-    };
-    if d.prev_kv {
-        o = o.with_prev_key();
-    }
-    (d.sel.key(), o)
-}
-
-fn compare(c: &Cmp) -> Compare {
-    let key = c.key.0.clone();
-    let cmp = match &c.target {
-        CmpTarget::Version(v) => Compare::version(key, c.op, *v),
-        CmpTarget::Create(v) => Compare::create_revision(key, c.op, *v),
-        CmpTarget::Mod(v) => Compare::mod_revision(key, c.op, *v),
-        CmpTarget::Value(v) => Compare::value(key, c.op, v.0.clone()),
-    };
-    match &c.end {
-        None => cmp,
-        Some(end) => cmp.with_range(end.0.clone()),
-    }
-}
-
-fn txn_op(op: &Sub) -> TxnOp {
-    match op {
-        Sub::Get(g) => {
-            let (key, o) = get_options(g);
-            TxnOp::get(key, Some(o))
-        }
-        Sub::Put(p) => TxnOp::put(p.key.0.clone(), p.value.0.clone(), Some(put_options(p))),
-        Sub::Delete(d) => {
-            let (key, o) = delete_options(d);
-            TxnOp::delete(key, Some(o))
-        }
-        Sub::Txn(t) => TxnOp::txn(txn(t)),
-    }
-}
-
-fn txn(t: &TxnReq) -> Txn {
-    Txn::new()
-        .when(t.when.iter().map(compare).collect::<Vec<_>>())
-        .and_then(t.then.iter().map(txn_op).collect::<Vec<_>>())
-        .or_else(t.otherwise.iter().map(txn_op).collect::<Vec<_>>())
-}
-
 /// One server's answer to one operation: the raw response, or the error.
 #[derive(Debug, Clone, PartialEq)]
 enum Answer {
@@ -512,55 +342,27 @@ enum Answer {
     Broken(String),
 }
 
+impl_kv_answer!(Answer {
+    AuthEnable,
+    AuthDisable,
+    AuthStatus,
+    Authenticate,
+    UserAdd,
+    UserDelete,
+    UserChangePassword,
+    UserGrantRole,
+    UserRevokeRole,
+    UserGet,
+    UserList,
+    RoleAdd,
+    RoleDelete,
+    RoleGet,
+    RoleList,
+    RoleGrantPermission,
+    RoleRevokePermission,
+} without header { LoggedIn });
+
 impl Answer {
-    fn header_mut(&mut self) -> Option<&mut Option<PbResponseHeader>> {
-        Some(match self {
-            Answer::Range(r) => &mut r.header,
-            Answer::Put(r) => &mut r.header,
-            Answer::Delete(r) => &mut r.header,
-            Answer::Txn(r) => &mut r.header,
-            Answer::Compact(r) => &mut r.header,
-            Answer::AuthEnable(r) => &mut r.header,
-            Answer::AuthDisable(r) => &mut r.header,
-            Answer::AuthStatus(r) => &mut r.header,
-            Answer::Authenticate(r) => &mut r.header,
-            Answer::UserAdd(r) => &mut r.header,
-            Answer::UserDelete(r) => &mut r.header,
-            Answer::UserChangePassword(r) => &mut r.header,
-            Answer::UserGrantRole(r) => &mut r.header,
-            Answer::UserRevokeRole(r) => &mut r.header,
-            Answer::UserGet(r) => &mut r.header,
-            Answer::UserList(r) => &mut r.header,
-            Answer::RoleAdd(r) => &mut r.header,
-            Answer::RoleDelete(r) => &mut r.header,
-            Answer::RoleGet(r) => &mut r.header,
-            Answer::RoleList(r) => &mut r.header,
-            Answer::RoleGrantPermission(r) => &mut r.header,
-            Answer::RoleRevokePermission(r) => &mut r.header,
-            Answer::LoggedIn | Answer::Status(..) | Answer::Broken(_) => return None,
-        })
-    }
-
-    /// Zeroes what names the server rather than the data, in the top-level
-    /// header only, and hides the random token.
-    fn normalise(&mut self) {
-        if let Some(Some(h)) = self.header_mut() {
-            h.cluster_id = 0;
-            h.member_id = 0;
-            h.raft_term = 0;
-        }
-        if let Answer::Authenticate(r) = self {
-            if !r.token.is_empty() {
-                r.token = "<token>".into();
-            }
-        }
-    }
-
-    /// The KV revision in the header.
-    fn revision(&mut self) -> Option<i64> {
-        self.header_mut()?.as_ref().map(|h| h.revision)
-    }
-
     fn is_ok(&self) -> bool {
         !matches!(self, Answer::Status(..) | Answer::Broken(_))
     }
@@ -581,38 +383,26 @@ impl Answer {
     }
 }
 
-fn answer<T>(result: Result<T, etcd_client::Error>, ok: impl FnOnce(T) -> Answer) -> Answer {
-    let mut a = match result {
-        Ok(t) => ok(t),
-        Err(etcd_client::Error::GRpcStatus(s)) => Answer::Status(format!("{:?}", s.code()), s.message().to_string()),
-        Err(e) => Answer::Broken(e.to_string()),
-    };
-    a.normalise();
-    a
-}
-
 /// Runs `op` with `c` (not a login or AuthStatus: see [`Run`]).
 async fn execute(c: &mut Client, op: &Op) -> Answer {
     match op {
-        Op::Get(g) => {
-            let (key, o) = get_options(g);
-            answer(c.get(key, Some(o)).await, |r| Answer::Range(r.0))
-        }
-        Op::Put(p) => answer(
-            c.put(p.key.0.clone(), p.value.0.clone(), Some(put_options(p))).await,
-            |r| Answer::Put(r.0),
-        ),
-        Op::Delete(d) => {
-            let (key, o) = delete_options(d);
-            answer(c.delete(key, Some(o)).await, |r| Answer::Delete(r.0))
-        }
-        Op::Txn(t) => answer(c.txn(txn(t)).await, |r| Answer::Txn(r.0)),
-        Op::Compact(revision) => answer(c.compact(*revision, None).await, |r| Answer::Compact(r.0)),
+        Op::Get(g) => g.send(c).await,
+        Op::Put(p) => p.send(c).await,
+        Op::Delete(d) => d.send(c).await,
+        Op::Txn(t) => t.send(c).await,
+        Op::Compact(revision) => compact(c, *revision, false).await,
         Op::AuthEnable => answer(c.auth_enable().await, |r| Answer::AuthEnable(r.0)),
         Op::AuthDisable => answer(c.auth_disable().await, |r| Answer::AuthDisable(r.0)),
         Op::Authenticate { name, password } => answer(
             c.auth_client().authenticate(name.clone(), password.clone()).await,
-            |r| Answer::Authenticate(r.0),
+            |r| {
+                // The token is random: only whether there is one is compared.
+                let mut r = r.0;
+                if !r.token.is_empty() {
+                    r.token = "<token>".into();
+                }
+                Answer::Authenticate(r)
+            },
         ),
         Op::UserAdd {
             name,
@@ -660,36 +450,9 @@ async fn execute(c: &mut Client, op: &Op) -> Answer {
     }
 }
 
-/// A client of `endpoint` logged in as `user`.
-async fn login(endpoint: &str, user: &str, password: &str) -> Result<Client, etcd_client::Error> {
-    let options = ConnectOptions::new()
-        .with_user(user, password)
-        .with_connect_timeout(Duration::from_secs(2))
-        .with_timeout(Duration::from_secs(10));
-    Client::connect([endpoint], Some(options)).await
-}
-
 /// AuthStatus, which etcd-client lacks, straight over gRPC with `token`.
 async fn auth_status(endpoint: &str, token: Option<&str>) -> Answer {
-    let call = async {
-        let unavailable = |e: &dyn fmt::Display| tonic::Status::unavailable(e.to_string());
-        let channel = tonic::transport::Channel::from_shared(endpoint.to_owned())
-            .unwrap()
-            .connect_timeout(Duration::from_secs(2))
-            .timeout(Duration::from_secs(10))
-            .connect()
-            .await
-            .map_err(|e| unavailable(&e))?;
-        let mut grpc = tonic::client::Grpc::new(channel);
-        grpc.ready().await.map_err(|e| unavailable(&e))?;
-        let mut request = tonic::Request::new(AuthStatusRequest {});
-        if let Some(token) = token {
-            request.metadata_mut().insert("token", token.parse().unwrap());
-        }
-        let path = tonic::codegen::http::uri::PathAndQuery::from_static("/etcdserverpb.Auth/AuthStatus");
-        let codec = tonic_prost::ProstCodec::<AuthStatusRequest, AuthStatusResponse>::default();
-        grpc.unary(request, path, codec).await.map(|r| r.into_inner())
-    };
+    let call = unary(endpoint, "/etcdserverpb.Auth/AuthStatus", token, AuthStatusRequest {});
     let mut a = match call.await {
         Ok(r) => Answer::AuthStatus(r),
         Err(s) => Answer::Status(format!("{:?}", s.code()), s.message().to_owned()),
@@ -701,79 +464,11 @@ async fn auth_status(endpoint: &str, token: Option<&str>) -> Answer {
 // ---------------------------------------------------------------------------
 // Readable answers for failure messages.
 
-fn show_header(h: &Option<PbResponseHeader>) -> String {
-    match h {
-        None => "header: None".into(),
-        Some(h) => format!(
-            "header: {{cluster {} member {} rev {} term {}}}",
-            h.cluster_id, h.member_id, h.revision, h.raft_term
-        ),
-    }
-}
-
-fn show_kv(kv: &PbKeyValue) -> String {
-    format!(
-        "{:?}={:?} (create {} mod {} ver {} lease {})",
-        B(kv.key.clone()),
-        B(kv.value.clone()),
-        kv.create_revision,
-        kv.mod_revision,
-        kv.version,
-        kv.lease
-    )
-}
-
-fn show_kvs(kvs: &[PbKeyValue], indent: &str) -> String {
-    kvs.iter().map(|kv| format!("\n{indent}  {}", show_kv(kv))).collect()
-}
-
-fn show_range(r: &PbRangeResponse, indent: &str) -> String {
-    format!(
-        "range {} count {} more {}{}",
-        show_header(&r.header),
-        r.count,
-        r.more,
-        show_kvs(&r.kvs, indent)
-    )
-}
-
-fn show_put(r: &PbPutResponse) -> String {
-    let prev = r.prev_kv.as_ref().map_or("None".to_string(), show_kv);
-    format!("put {} prev_kv {prev}", show_header(&r.header))
-}
-
-fn show_delete(r: &PbDeleteResponse, indent: &str) -> String {
-    format!(
-        "delete {} deleted {}{}",
-        show_header(&r.header),
-        r.deleted,
-        show_kvs(&r.prev_kvs, indent)
-    )
-}
-
-fn show_txn(r: &PbTxnResponse, indent: &str) -> String {
-    let mut s = format!("txn {} succeeded {}", show_header(&r.header), r.succeeded);
-    let inner = format!("{indent}    ");
-    for op in &r.responses {
-        let line = match &op.response {
-            None => "None".to_string(),
-            Some(PbTxnOpResponse::ResponseRange(r)) => show_range(r, &inner),
-            Some(PbTxnOpResponse::ResponsePut(r)) => show_put(r),
-            Some(PbTxnOpResponse::ResponseDeleteRange(r)) => show_delete(r, &inner),
-            Some(PbTxnOpResponse::ResponseTxn(r)) => show_txn(r, &inner),
-        };
-        s.push_str(&format!("\n{indent}  - {line}"));
-    }
-    s
-}
-
 fn show(a: &Answer) -> String {
+    if let Some(kv) = a.show_kv_answer() {
+        return kv;
+    }
     match a {
-        Answer::Range(r) => show_range(r, ""),
-        Answer::Put(r) => show_put(r),
-        Answer::Delete(r) => show_delete(r, ""),
-        Answer::Txn(r) => show_txn(r, ""),
-        Answer::Compact(r) => format!("compact {}", show_header(&r.header)),
         Answer::AuthStatus(r) => format!(
             "auth status {} enabled {} auth_revision {}",
             show_header(&r.header),
@@ -792,12 +487,9 @@ fn show(a: &Answer) -> String {
                 .collect();
             format!("role {} perms {perms:?}", show_header(&r.header))
         }
-        Answer::Status(code, message) => format!("status {code}: {message:?}"),
-        Answer::Broken(e) => format!("broken: {e}"),
         Answer::LoggedIn => "logged in".into(),
         other => {
-            let mut other = other.clone();
-            let header = other.header_mut().map(|h| show_header(h)).unwrap_or_default();
+            let header = other.header().map(show_header).unwrap_or_default();
             let name = format!("{other:?}");
             format!("{} ok {header}", name.split('(').next().unwrap_or_default())
         }
@@ -1066,7 +758,6 @@ impl Run<'_> {
             )
             .await;
         }
-        let mut a = a;
         if let Some(rev) = a.revision() {
             self.rev = self.rev.max(rev);
         }
@@ -1132,8 +823,8 @@ impl Run<'_> {
     /// replaces the user's clients; one that fails leaves them.
     async fn login(&mut self, i: usize, user: &'static str, password: &str) -> (Answer, Answer) {
         let (e, f) = tokio::join!(
-            login(&self.endpoints.0, user, password),
-            login(&self.endpoints.1, user, password)
+            login(std::slice::from_ref(&self.endpoints.0), user, password),
+            login(std::slice::from_ref(&self.endpoints.1), user, password)
         );
         match (e, f) {
             (Ok(etcd), Ok(firebreak)) => {
@@ -1274,12 +965,13 @@ impl Run<'_> {
     }
 
     fn get(&mut self) -> Get {
+        let sel = self.key_sel();
         Get {
-            sel: self.key_sel(),
             limit: if self.chance(0.2) { self.rng.gen_range(1..=2) } else { 0 },
             serializable: self.chance(0.25),
             keys_only: self.chance(0.1),
             count_only: self.chance(0.1),
+            ..Get::of(sel)
         }
     }
 
@@ -1289,10 +981,10 @@ impl Run<'_> {
         } else {
             B::of(b"z")
         };
+        let value = self.pick_b(VALUES);
         Put {
-            key,
-            value: self.pick_b(VALUES),
             prev_kv: prev_kv && self.chance(0.4),
+            ..Put::of(key, value)
         }
     }
 
@@ -1309,10 +1001,10 @@ impl Run<'_> {
         } else {
             self.pick_b(READ_KEYS)
         };
-        let end = match self.rng.gen_range(0..10) {
-            0..=6 => None,
-            7 | 8 => Some(self.pick_b(ENDS)),
-            _ => Some(B::of(b"\0")),
+        let range = match self.rng.gen_range(0..10) {
+            0..=6 => CmpRange::None,
+            7 | 8 => CmpRange::Range(self.pick_b(ENDS)),
+            _ => CmpRange::Range(B::of(b"\0")),
         };
         let op = self.pick(&[
             CompareOp::Equal,
@@ -1327,7 +1019,7 @@ impl Run<'_> {
             2 => CmpTarget::Create(self.rng.gen_range(0..=rev)),
             _ => CmpTarget::Mod(self.rng.gen_range(0..=rev + 1)),
         };
-        Cmp { key, end, op, target }
+        Cmp { key, range, op, target }
     }
 
     /// A branch of a txn: reads, and at most one write (so that no key is
@@ -1515,30 +1207,32 @@ impl Run<'_> {
         Some((actor, Op::Login { password }))
     }
 
+    /// An Authenticate of a user that may exist, mostly with its password.
+    fn authenticate(&mut self) -> Op {
+        let name = self.pick(USER_NAMES);
+        let password = self.password_for(name);
+        Op::Authenticate {
+            name: name.into(),
+            password,
+        }
+    }
+
     /// The next step.
     fn next(&mut self) -> (Actor, Op) {
         use Actor::{Nobody, User};
-        const KV: &[(Actor, u32)] = &[
-            (User("root"), 2),
-            (User("alice"), 3),
-            (User("bob"), 3),
-            (User("carol"), 3),
-            (Nobody, 1),
-        ];
-        const ADMIN: &[(Actor, u32)] = &[
-            (User("root"), 12),
-            (User("alice"), 1),
-            (User("bob"), 1),
-            (User("carol"), 1),
-            (Nobody, 1),
-        ];
-        const ANY: &[(Actor, u32)] = &[
-            (User("root"), 3),
-            (User("alice"), 1),
-            (User("bob"), 1),
-            (User("carol"), 1),
-            (Nobody, 1),
-        ];
+        /// Who makes a call, by weight: root, each other actor, nobody.
+        const fn weights(root: u32, user: u32, nobody: u32) -> [(Actor, u32); 5] {
+            [
+                (User("root"), root),
+                (User("alice"), user),
+                (User("bob"), user),
+                (User("carol"), user),
+                (Nobody, nobody),
+            ]
+        }
+        const KV: &[(Actor, u32)] = &weights(2, 3, 1);
+        const ADMIN: &[(Actor, u32)] = &weights(12, 1, 1);
+        const ANY: &[(Actor, u32)] = &weights(3, 1, 1);
         let roll = self.rng.gen_range(0..100);
         if !self.model.enabled {
             // Nobody but the client without credentials: see the header.
@@ -1564,17 +1258,7 @@ impl Run<'_> {
                 },
                 12..=49 => (Nobody, self.kv_op(Nobody)),
                 50..=87 => (Nobody, self.admin_op()),
-                88..=91 => {
-                    let name = self.pick(USER_NAMES);
-                    let password = self.password_for(name);
-                    (
-                        Nobody,
-                        Op::Authenticate {
-                            name: name.into(),
-                            password,
-                        },
-                    )
-                }
+                88..=91 => (Nobody, self.authenticate()),
                 92..=94 => self.login_op(),
                 95..=97 => (Nobody, Op::AuthStatus),
                 _ => (Nobody, self.compact()),
@@ -1590,17 +1274,7 @@ impl Run<'_> {
                 let actor = self.actor(ADMIN);
                 self.relogin(actor).unwrap_or_else(|| (actor, self.admin_op()))
             }
-            82..=85 => {
-                let name = self.pick(USER_NAMES);
-                let password = self.password_for(name);
-                (
-                    Nobody,
-                    Op::Authenticate {
-                        name: name.into(),
-                        password,
-                    },
-                )
-            }
+            82..=85 => (Nobody, self.authenticate()),
             86..=89 => (self.actor(ANY), Op::AuthStatus),
             90..=91 => (self.actor(ANY), Op::AuthEnable),
             92..=93 => (self.actor(ADMIN), Op::AuthDisable),
@@ -1624,43 +1298,6 @@ impl Run<'_> {
 
 // ---------------------------------------------------------------------------
 // The test.
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-/// Brings etcd to the state the harness left Firebreak in: `__ready`
-/// written once per member start, nothing else.
-async fn align(nobody: &mut Pair) {
-    let ready = nobody.firebreak.get("__ready", None).await.expect("read __ready");
-    let kv = ready.kvs().first().expect("the harness wrote __ready");
-    for i in 1..kv.version() {
-        nobody
-            .etcd
-            .put("__ready", format!("m{i}"), None)
-            .await
-            .expect("put __ready");
-    }
-    nobody.etcd.put("__ready", kv.value(), None).await.expect("put __ready");
-    let everything = Op::Get(Get {
-        sel: KeySel::FromKey(B::of(b"\0")),
-        limit: 0,
-        serializable: false,
-        keys_only: false,
-        count_only: false,
-    });
-    let (a, b) = tokio::join!(
-        execute(&mut nobody.etcd, &everything),
-        execute(&mut nobody.firebreak, &everything)
-    );
-    assert_eq!(
-        a,
-        b,
-        "the stores differ before the first operation:\netcd:      {}\nfirebreak: {}",
-        show(&a),
-        show(&b)
-    );
-}
 
 /// The steps every seed starts with: root (role root), alice (r1:
 /// read-write on `a/`), bob (r2: read on `b/`, write on `c`), carol (both),
@@ -1741,7 +1378,7 @@ async fn run_seed(seed: u64, ops: usize) -> BTreeMap<String, usize> {
         etcd: etcd_client,
         firebreak: cluster.client_of(leader).await,
     };
-    align(&mut nobody).await;
+    align(&mut nobody.etcd, &mut nobody.firebreak, show).await;
     let rev = execute(&mut nobody.etcd, &Op::Get(plain_get(b"__ready")))
         .await
         .revision()
@@ -1802,39 +1439,7 @@ async fn run_seed(seed: u64, ops: usize) -> BTreeMap<String, usize> {
     stats
 }
 
-fn plain_get(key: &[u8]) -> Get {
-    Get {
-        sel: KeySel::Single(B::of(key)),
-        limit: 0,
-        serializable: false,
-        keys_only: false,
-        count_only: false,
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn same_auth_answers_as_etcd() {
-    if !on_path("etcd") {
-        if std::env::var_os("CI").is_some() {
-            panic!("etcd is not installed, and CI must run the differential test (apt-get install etcd-server)");
-        }
-        println!("skipping: etcd not installed (apt-get install etcd-server)");
-        return;
-    }
-    let seeds: Vec<u64> = match std::env::var("DIFF_AUTH_SEEDS") {
-        Ok(list) => list
-            .split(',')
-            .map(|s| s.trim().parse().expect("DIFF_AUTH_SEEDS: numbers"))
-            .collect(),
-        Err(_) => DEFAULT_SEEDS.to_vec(),
-    };
-    let ops = env_or("DIFF_AUTH_OPS", DEFAULT_OPS);
-    for seed in seeds {
-        let started = Instant::now();
-        let stats = run_seed(seed, ops).await;
-        println!("seed {seed}: {ops} ops agree in {:.1?}", started.elapsed());
-        for (kind, n) in stats {
-            println!("  {n:5}  {kind}");
-        }
-    }
+    each_seed("DIFF_AUTH_SEEDS", DEFAULT_SEEDS, "DIFF_AUTH_OPS", DEFAULT_OPS, run_seed).await;
 }

@@ -4,7 +4,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -83,6 +83,24 @@ impl Up {
     }
 
     /// Runs etcdctl and returns its stdout, failing the test on an error.
+    /// `etcdctl member promote ID`, again until the learner has caught up
+    /// (20 s at most).
+    fn promote_when_caught_up(&self, id: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let promoted = self.etcdctl(&["member", "promote", id], None);
+            if promoted.status.success() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "promote failed: {}",
+                String::from_utf8_lossy(&promoted.stderr)
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
     fn ok(&self, args: &[&str]) -> String {
         let out = self.etcdctl(args, None);
         assert!(
@@ -350,17 +368,26 @@ fn etcdctl_against_firebreak_up_with_tls() {
     assert!(up.stop());
 }
 
-/// Writes the config of a member that joins `up`'s cluster in dc1.
-fn joiner_config(dir: &Path, name: &str, client: u16, peer: u16) -> std::path::PathBuf {
+/// Writes the config of a member `name` in `dc` that joins a running
+/// cluster, listing besides itself `also` (name, peer port, client port,
+/// datacenter) of members it may ask who it is.
+fn joiner_config(
+    dir: &Path,
+    (name, dc): (&str, &str),
+    (client, peer): (u16, u16),
+    also: &[(&str, u16, u16, &str)],
+) -> PathBuf {
     let path = dir.join(format!("{name}.toml"));
-    std::fs::write(
-        &path,
-        format!(
-            "name = \"{name}\"\ndatacenter = \"dc1\"\ndata_dir = \"{}\"\nlisten_client = \"127.0.0.1:{client}\"\nlisten_peer = \"127.0.0.1:{peer}\"\ninitial_cluster_state = \"existing\"\n\n[[initial_cluster]]\nname = \"{name}\"\npeer_url = \"http://127.0.0.1:{peer}\"\nclient_url = \"http://127.0.0.1:{client}\"\ndatacenter = \"dc1\"\n",
-            dir.join(name).display()
-        ),
-    )
-    .unwrap();
+    let mut text = format!(
+        "name = \"{name}\"\ndatacenter = \"{dc}\"\ndata_dir = \"{}\"\nlisten_client = \"127.0.0.1:{client}\"\nlisten_peer = \"127.0.0.1:{peer}\"\ninitial_cluster_state = \"existing\"\n",
+        dir.join(name).display()
+    );
+    for (n, p, c, d) in std::iter::once((name, peer, client, dc)).chain(also.iter().copied()) {
+        text.push_str(&format!(
+            "\n[[initial_cluster]]\nname = \"{n}\"\npeer_url = \"http://127.0.0.1:{p}\"\nclient_url = \"http://127.0.0.1:{c}\"\ndatacenter = \"{d}\"\n"
+        ));
+    }
+    std::fs::write(&path, text).unwrap();
     path
 }
 
@@ -458,7 +485,7 @@ fn etcdctl_watch_lease_lock_elect_snapshot_members_hashkv_alarms() {
 
     // member add (learner) / promote / remove, with a real joining member.
     let (client, peer) = (common::free_port(), common::free_port());
-    let config = joiner_config(dir.path(), "dc1-2", client, peer);
+    let config = joiner_config(dir.path(), ("dc1-2", "dc1"), (client, peer), &[]);
     let peer_url = format!("http://127.0.0.1:{peer}?name=dc1-2&datacenter=dc1");
     let added = up.ok(&[
         "member",
@@ -479,21 +506,104 @@ fn etcdctl_watch_lease_lock_elect_snapshot_members_hashkv_alarms() {
         list.lines().any(|l| l.contains("dc1-2") && l.ends_with("true")),
         "not a learner: {list}"
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let promoted = up.etcdctl(&["member", "promote", &id], None);
-        if promoted.status.success() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "promote failed: {}",
-            String::from_utf8_lossy(&promoted.stderr)
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    up.promote_when_caught_up(&id);
     let list = up.ok(&["member", "list"]);
     assert_eq!(list.lines().count(), 4, "{list}");
     assert!(up.ok(&["member", "remove", &id]).contains("removed"));
     assert_eq!(up.ok(&["member", "list"]).lines().count(), 3);
+}
+
+/// A joiner's config listing `up`'s dc2-1 (at `offset`) too.
+fn joiner_config_listing_up(dir: &Path, name: &str, dc: &str, client: u16, peer: u16, offset: u16) -> PathBuf {
+    joiner_config(
+        dir,
+        (name, dc),
+        (client, peer),
+        &[("dc2-1", 22380 + offset, 22379 + offset, "dc2")],
+    )
+}
+
+#[test]
+fn member_add_as_etcd_runbooks_type_it() {
+    if !etcdctl_installed() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let offset = free_offset();
+    let up = Up::start(dir.path(), offset);
+    up.wait_ready();
+
+    // A voter whose datacenter nobody knows yet is refused, with the way on.
+    let (client, peer) = (common::free_port(), common::free_port());
+    let url = format!("http://127.0.0.1:{peer}");
+    let refused = up.etcdctl(&["member", "add", "dc3-2", &format!("--peer-urls={url}")], None);
+    let why = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "a voter of unknown datacenter was added");
+    assert!(why.contains("add it as a learner first"), "{why}");
+
+    // As a learner it is added at once, unstarted: no name yet.
+    let added = up.ok(&["member", "add", "dc3-2", "--learner", &format!("--peer-urls={url}")]);
+    assert!(added.contains("added"), "{added}");
+    let list = up.ok(&["member", "list"]);
+    let line = list
+        .lines()
+        .find(|l| l.contains(&url))
+        .unwrap_or_else(|| panic!("{list}"));
+    assert!(line.contains("unstarted"), "{line}");
+    let id = line.split(',').next().unwrap().trim().to_string();
+
+    // A member that nobody added is told so and stops.
+    let (stray_client, stray_peer) = (common::free_port(), common::free_port());
+    let stray = joiner_config_listing_up(dir.path(), "stray", "dc3", stray_client, stray_peer, offset);
+    let out = Command::new(common::BIN)
+        .args(["serve", "--config"])
+        .arg(&stray)
+        .env("FIREBREAK_LOG", "warn")
+        .output()
+        .unwrap();
+    let why = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(why.contains("add it first"), "{why}");
+
+    // Started, it announces its name, client URL and datacenter.
+    let config = joiner_config_listing_up(dir.path(), "dc3-2", "dc3", client, peer, offset);
+    let log = dir.path().join("dc3-2.log");
+    let joiner = common::serve(&config, &log);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let list = up.ok(&["member", "list"]);
+        if list
+            .lines()
+            .any(|l| l.starts_with(&id) && l.contains("dc3-2") && l.contains(&client.to_string()))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the joiner never named itself: {list}\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // Promotion checks the topology with the datacenter it announced.
+    up.promote_when_caught_up(&id);
+    // It serves, and after a restart it knows who it is without asking.
+    drop(joiner);
+    let identity = std::fs::read_to_string(dir.path().join("dc3-2").join("identity")).unwrap();
+    assert!(identity.contains(&format!("member_id = {id}")), "{identity}");
+    let _joiner = common::serve(&config, &log);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = Command::new("etcdctl")
+            .args([&format!("--endpoints=127.0.0.1:{client}"), "endpoint", "status"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        if out.status.success() && text.contains(&id) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the restarted joiner does not serve: {text}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(up.ok(&["member", "remove", &id]).contains("removed"));
 }

@@ -12,43 +12,17 @@ mod common;
 use std::time::{Duration, Instant};
 
 use etcd_client::LockOptions;
-use firebreak_drill::lab::addr::Mode;
-use firebreak_drill::lab::{observe, Lab, LabSettings};
+use firebreak_drill::lab::observe;
 
 /// A lease's TTL in this test, seconds.
 const TTL: i64 = 3;
 const ELECTION: Duration = Duration::from_millis(1000);
 
-fn lab(dir: &std::path::Path) -> Lab {
-    let settings = LabSettings {
-        mode: Mode::Loopback,
-        nodes_per_dc: 1,
-        rtt: Duration::ZERO,
-        heartbeat_ms: 100,
-        election_ms: ELECTION.as_millis() as u64,
-        snapshot_entries: 10_000,
-        keep_data: false,
-        power_switch: false,
-    };
-    let mut lab = Lab::build(settings, dir).expect("build the lab");
-    lab.exe = common::BIN.into();
-    for i in 0..lab.members.len() {
-        lab.start_member(i).expect("start a member");
-    }
-    lab
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_isolated_leader_stops_renewing_leases_before_the_majority_expires_them() {
     let dir = tempfile::tempdir().unwrap();
-    let lab = lab(dir.path());
-    let all: Vec<usize> = (0..lab.members.len()).collect();
-    observe::wait_ready(&lab.members, &all, Duration::from_secs(30))
-        .await
-        .expect("the lab cluster is ready");
-    let leader = observe::find_leader(&lab.members, &all, Duration::from_secs(2))
-        .await
-        .expect("a leader");
+    let lab = common::lab::start(dir.path(), ELECTION);
+    let leader = common::lab::ready_leader(&lab).await;
     let other = (leader + 1) % lab.members.len();
     let leader_dc = lab.members[leader].dc;
 

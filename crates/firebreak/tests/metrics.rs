@@ -9,9 +9,9 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
+use common::http::get;
 use common::{Cluster, Options};
 use etcd_client::{Error, GetOptions, Txn, TxnOp};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Puts through member 0.
 const PUTS: u64 = 25;
@@ -526,65 +526,4 @@ fn parse_sample(line: &str) -> Option<Sample> {
     }
     let value = rest.split_whitespace().next()?.parse().ok()?;
     Some(Sample { name, labels, value })
-}
-
-// ---- HTTP/1.1, as much as these checks need ----
-
-struct Answer {
-    status: u16,
-    content_type: String,
-    body: String,
-}
-
-/// `GET path` from the member's client port.
-async fn get(port: u16, path: &str) -> Answer {
-    let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-        let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await?;
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).await?;
-        Ok::<_, std::io::Error>(raw)
-    };
-    let raw = tokio::time::timeout(Duration::from_secs(10), exchange)
-        .await
-        .unwrap_or_else(|_| panic!("GET {path} on port {port} timed out"))
-        .unwrap_or_else(|e| panic!("GET {path} on port {port}: {e}"));
-    parse_answer(&raw).unwrap_or_else(|| panic!("not an HTTP answer: {:?}", String::from_utf8_lossy(&raw)))
-}
-
-fn parse_answer(raw: &[u8]) -> Option<Answer> {
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = std::str::from_utf8(&raw[..split]).ok()?;
-    let mut body = raw[split + 4..].to_vec();
-    let mut lines = head.split("\r\n");
-    let status = lines.next()?.split_whitespace().nth(1)?.parse().ok()?;
-    let headers: BTreeMap<String, String> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    if headers
-        .get("transfer-encoding")
-        .is_some_and(|t| t.eq_ignore_ascii_case("chunked"))
-    {
-        let mut decoded = Vec::new();
-        let mut rest = &body[..];
-        loop {
-            let line_end = rest.windows(2).position(|w| w == b"\r\n")?;
-            let size_field = std::str::from_utf8(&rest[..line_end]).ok()?;
-            let size = usize::from_str_radix(size_field.split(';').next()?.trim(), 16).ok()?;
-            rest = &rest[line_end + 2..];
-            if size == 0 {
-                break;
-            }
-            decoded.extend_from_slice(rest.get(..size)?);
-            rest = rest.get(size + 2..)?;
-        }
-        body = decoded;
-    }
-    Some(Answer {
-        status,
-        content_type: headers.get("content-type").cloned().unwrap_or_default(),
-        body: String::from_utf8(body).ok()?,
-    })
 }

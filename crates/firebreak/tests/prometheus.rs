@@ -14,10 +14,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::etcd::on_path;
-use common::{free_port, Cluster, Options};
+use common::http::try_get;
+use common::{free_port, installed, on_path, Cluster, Options};
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// How long any alert may take to fire or clear once its condition holds
 /// or ends (with 1 s scrapes and evaluations, it takes a few seconds).
@@ -29,36 +28,40 @@ fn rules_file() -> PathBuf {
 
 /// Whether the test can run; panics under CI if it cannot.
 fn have_prometheus() -> bool {
-    if on_path("prometheus") {
-        return true;
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!("prometheus is not installed, and CI must run this test (apt-get install prometheus)");
-    }
-    println!("skipping: prometheus not installed (apt-get install prometheus)");
-    false
+    installed("prometheus", "apt-get install prometheus")
 }
 
-#[test]
-fn promtool_accepts_the_rules() {
+/// Whether the tests of the rules with `promtool` (which comes with
+/// Debian's `prometheus`) can run; panics under CI without `prometheus`.
+fn have_promtool() -> bool {
     if !have_prometheus() {
-        return;
+        return false;
     }
     if !on_path("promtool") {
         println!("skipping: promtool not installed");
-        return;
+        return false;
     }
-    let out = Command::new("promtool")
-        .args(["check", "rules"])
-        .arg(rules_file())
-        .output()
-        .unwrap();
+    true
+}
+
+/// Runs `promtool <command> <file>` and asserts it succeeded; its output.
+fn promtool(command: [&str; 2], file: &Path) -> String {
+    let out = Command::new("promtool").args(command).arg(file).output().unwrap();
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(out.status.success(), "promtool check rules:\n{text}");
+    assert!(out.status.success(), "promtool {}:\n{text}", command.join(" "));
+    text
+}
+
+#[test]
+fn promtool_accepts_the_rules() {
+    if !have_promtool() {
+        return;
+    }
+    let text = promtool(["check", "rules"], &rules_file());
     assert!(text.contains("SUCCESS"), "{text}");
 }
 
@@ -69,11 +72,7 @@ fn promtool_accepts_the_rules() {
 /// persistently and in a single blip; a follower that falls behind.
 #[test]
 fn promtool_unit_tests_of_firebreaks_rules() {
-    if !have_prometheus() {
-        return;
-    }
-    if !on_path("promtool") {
-        println!("skipping: promtool not installed");
+    if !have_promtool() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -166,17 +165,7 @@ tests:
     );
     let path = dir.path().join("firebreak-alerts.test.yml");
     std::fs::write(&path, tests).unwrap();
-    let out = Command::new("promtool")
-        .args(["test", "rules"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "promtool test rules:\n{text}");
+    let text = promtool(["test", "rules"], &path);
     assert!(text.contains("SUCCESS"), "{text}");
 }
 
@@ -340,17 +329,7 @@ impl Prometheus {
         let config_path = dir.join("prometheus.yml");
         std::fs::write(&config_path, config).unwrap();
         if on_path("promtool") {
-            let out = Command::new("promtool")
-                .args(["check", "config"])
-                .arg(&config_path)
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "promtool check config:\n{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
+            promtool(["check", "config"], &config_path);
         }
         let port = free_port();
         let log = dir.join("prometheus.log");
@@ -373,8 +352,8 @@ impl Prometheus {
 
     /// The `data` of an API answer; `Null` while the server does not answer.
     async fn api(&self, path: &str) -> Value {
-        match get(self.port, path).await {
-            Some((200, body)) => serde_json::from_str(&body).unwrap_or(Value::Null),
+        match try_get(self.port, path).await {
+            Some(answer) if answer.status == 200 => serde_json::from_str(&answer.body).unwrap_or(Value::Null),
             _ => Value::Null,
         }
     }
@@ -455,52 +434,4 @@ fn url_encode(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
-}
-
-/// `GET path` on loopback: status and body, or `None` if nothing answers.
-async fn get(port: u16, path: &str) -> Option<(u16, String)> {
-    let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-        let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await?;
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).await?;
-        Ok::<_, std::io::Error>(raw)
-    };
-    let raw = tokio::time::timeout(Duration::from_secs(10), exchange)
-        .await
-        .ok()?
-        .ok()?;
-    parse_answer(&raw)
-}
-
-/// An HTTP/1.1 answer's status and body (chunked or not).
-fn parse_answer(raw: &[u8]) -> Option<(u16, String)> {
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = std::str::from_utf8(&raw[..split]).ok()?;
-    let mut body = raw[split + 4..].to_vec();
-    let mut lines = head.split("\r\n");
-    let status = lines.next()?.split_whitespace().nth(1)?.parse().ok()?;
-    let chunked = lines.any(|l| {
-        l.split_once(':').is_some_and(|(k, v)| {
-            k.trim().eq_ignore_ascii_case("transfer-encoding") && v.trim().eq_ignore_ascii_case("chunked")
-        })
-    });
-    if chunked {
-        let mut decoded = Vec::new();
-        let mut rest = &body[..];
-        loop {
-            let line_end = rest.windows(2).position(|w| w == b"\r\n")?;
-            let size_field = std::str::from_utf8(&rest[..line_end]).ok()?;
-            let size = usize::from_str_radix(size_field.split(';').next()?.trim(), 16).ok()?;
-            rest = &rest[line_end + 2..];
-            if size == 0 {
-                break;
-            }
-            decoded.extend_from_slice(rest.get(..size)?);
-            rest = rest.get(size + 2..)?;
-        }
-        body = decoded;
-    }
-    Some((status, String::from_utf8(body).ok()?))
 }

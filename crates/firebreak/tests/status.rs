@@ -8,8 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{Cluster, Options};
-use firebreak_drill::lab::addr::Mode;
-use firebreak_drill::lab::{observe, Lab, LabSettings};
+use firebreak_drill::lab::observe;
 use serde_json::Value;
 
 /// `firebreak status -w json` against `endpoints`: the view, or the
@@ -139,36 +138,11 @@ async fn status_before_and_after_a_member_dies() {
     assert!(err.contains("no endpoint answered"), "{err}");
 }
 
-fn lab(dir: &std::path::Path) -> Lab {
-    let settings = LabSettings {
-        mode: Mode::Loopback,
-        nodes_per_dc: 1,
-        rtt: Duration::ZERO,
-        heartbeat_ms: 100,
-        election_ms: 1000,
-        snapshot_entries: 10_000,
-        keep_data: false,
-        power_switch: false,
-    };
-    let mut lab = Lab::build(settings, dir).expect("build the lab");
-    lab.exe = common::BIN.into();
-    for i in 0..lab.members.len() {
-        lab.start_member(i).expect("start a member");
-    }
-    lab
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_datacenter_cut_off_falls_behind_and_the_risk_says_what_losing_another_would_cost() {
     let dir = tempfile::tempdir().unwrap();
-    let mut lab = lab(dir.path());
-    let all: Vec<usize> = (0..lab.members.len()).collect();
-    observe::wait_ready(&lab.members, &all, Duration::from_secs(30))
-        .await
-        .expect("the lab cluster is ready");
-    let leader = observe::find_leader(&lab.members, &all, Duration::from_secs(2))
-        .await
-        .expect("a leader");
+    let mut lab = common::lab::start(dir.path(), Duration::from_secs(1));
+    let leader = common::lab::ready_leader(&lab).await;
     let behind = (leader + 1) % lab.members.len();
     let behind_dc = lab.members[behind].datacenter.clone();
     let behind_name = lab.members[behind].name.clone();

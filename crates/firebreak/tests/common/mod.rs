@@ -5,6 +5,10 @@
 #![allow(dead_code)]
 
 pub mod etcd;
+pub mod grpc;
+pub mod http;
+pub mod kv_model;
+pub mod lab;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -175,6 +179,21 @@ impl Cluster {
         Cluster { dir, members, opts }
     }
 
+    /// Runs `firebreak restore FILE` into every member's data directory,
+    /// as an operator prepares a new cluster from one backup.
+    pub fn restore_each(&self, file: &Path) {
+        for m in &self.members {
+            let out = Command::new(BIN)
+                .arg("restore")
+                .arg(file)
+                .arg("--data-dir")
+                .arg(&m.data_dir)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        }
+    }
+
     pub fn start_member(&mut self, i: usize) {
         let m = &mut self.members[i];
         assert!(m.process.is_none(), "{} is already running", m.name);
@@ -295,11 +314,60 @@ impl Drop for Cluster {
     }
 }
 
-pub async fn connect(endpoints: &[String]) -> Client {
-    let options = ConnectOptions::new()
+fn connect_options() -> ConnectOptions {
+    ConnectOptions::new()
         .with_connect_timeout(Duration::from_secs(2))
-        .with_timeout(Duration::from_secs(10));
-    Client::connect(endpoints, Some(options)).await.expect("connect")
+        .with_timeout(Duration::from_secs(10))
+}
+
+pub async fn connect(endpoints: &[String]) -> Client {
+    Client::connect(endpoints, Some(connect_options()))
+        .await
+        .expect("connect")
+}
+
+/// A client of `endpoints` logged in as `user`.
+pub async fn login(endpoints: &[String], user: &str, password: &str) -> Result<Client, etcd_client::Error> {
+    Client::connect(endpoints, Some(connect_options().with_user(user, password))).await
+}
+
+/// Whether `name` is an executable file in a directory of `PATH`.
+pub fn on_path(name: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(name).is_file()))
+        .unwrap_or(false)
+}
+
+/// Whether `program`, which a test needs, is installed; if not, the test
+/// says it is skipped (`install` says how to install it), or panics under
+/// `CI`, which must run every test.
+pub fn installed(program: &str, install: &str) -> bool {
+    if on_path(program) {
+        return true;
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("{program} is not installed, and CI must run this test ({install})");
+    }
+    println!("skipping: {program} not installed ({install})");
+    false
+}
+
+/// The environment variable `name` as a `T`, or `default` if it is unset
+/// or is not one.
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// The seeds a randomised test runs: the comma-separated numbers in the
+/// environment variable `name`, or `default` if it is unset.
+pub fn seeds_from_env(name: &str, default: &[u64]) -> Vec<u64> {
+    match std::env::var(name) {
+        Ok(list) => list
+            .split(',')
+            .map(|s| s.trim().parse().unwrap_or_else(|_| panic!("{name}: numbers")))
+            .collect(),
+        Err(_) => default.to_vec(),
+    }
 }
 
 /// A process the test started outside a [`Cluster`], killed when dropped
