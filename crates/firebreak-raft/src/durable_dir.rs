@@ -12,7 +12,74 @@
 //! fsyncs the parent of each one it created, deepest last, before it
 //! returns; a path that already exists costs nothing more than a `stat`.
 
-use std::path::Path;
+//!
+//! Files are written the same way: [`write_temporary`] writes and fsyncs a
+//! temporary file of the caller's own next to the target, and
+//! [`rename_into_place`] renames it and fsyncs the directory, so a reader
+//! (or a restart after a power cut) sees the old file or the new one,
+//! whole.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Temporary files written by this process, for unique temporary names.
+static TEMP_FILES: AtomicU64 = AtomicU64::new(0);
+
+/// Writes `bytes` to a new temporary file next to `dir/name`, fsynced, and
+/// returns its path and how long the fsync took. Every call gets its own
+/// file, so concurrent writers never share one; on an error the file is
+/// removed.
+pub fn write_temporary(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<(PathBuf, Duration)> {
+    let n = TEMP_FILES.fetch_add(1, Ordering::Relaxed);
+    let tmp = dir.join(format!("{name}.{}.{n}.tmp", std::process::id()));
+    let written = (|| {
+        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        file.write_all(bytes)?;
+        let started = Instant::now();
+        file.sync_all()?;
+        Ok(started.elapsed())
+    })();
+    match written {
+        Ok(sync) => Ok((tmp, sync)),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
+}
+
+/// Renames `tmp` to `dir/name` and fsyncs `dir`.
+pub fn rename_into_place(tmp: &Path, dir: &Path, name: &str) -> std::io::Result<()> {
+    if let Err(e) = std::fs::rename(tmp, dir.join(name)) {
+        let _ = std::fs::remove_file(tmp);
+        return Err(e);
+    }
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Writes `bytes` to `dir/name` atomically and durably.
+pub fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+    let (tmp, _) = write_temporary(dir, name, bytes)?;
+    rename_into_place(&tmp, dir, name)
+}
+
+/// Removes the temporary files of `name` that a crash left behind in `dir`
+/// (from any process: the directory belongs to one member).
+pub fn remove_temporaries(dir: &Path, name: &str) -> std::io::Result<()> {
+    let prefix = format!("{name}.");
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let file = entry.file_name();
+        let file = file.to_string_lossy();
+        if file.starts_with(&prefix) && file.ends_with(".tmp") {
+            tracing::info!(file = %file, "removing a stale temporary file");
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
+}
 
 /// Creates `dir` and its missing parents, each durably (see the module
 /// documentation).

@@ -85,16 +85,9 @@ fn read(path: &Path) -> Result<Option<Joined>, IdentityError> {
 /// too, so the file survives a power cut with what follows it).
 fn write(dir: &Path, joined: Joined) -> std::io::Result<()> {
     crate::durable_dir::create_dir_durably(dir)?;
-    let tmp = dir.join(format!("{IDENTITY_FILE}.tmp"));
+    crate::durable_dir::remove_temporaries(dir, IDENTITY_FILE)?;
     let text = format!("member_id = {:x}\ncluster_id = {:x}\n", joined.id, joined.cluster_id);
-    {
-        use std::io::Write;
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(text.as_bytes())?;
-        file.sync_all()?;
-    }
-    std::fs::rename(&tmp, dir.join(IDENTITY_FILE))?;
-    std::fs::File::open(dir)?.sync_all()
+    crate::durable_dir::write_atomically(dir, IDENTITY_FILE, text.as_bytes())
 }
 
 /// This member's id and its cluster's id (see the module documentation).

@@ -191,14 +191,6 @@ impl Node {
         let membership = config.membership();
         let nodes: BTreeMap<NodeId, Member> = membership.nodes().map(|(id, m)| (*id, m.clone())).collect();
         let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
-        let check = |voters: &BTreeSet<NodeId>, nodes: &BTreeMap<NodeId, Member>| {
-            let named: Vec<(String, Domains)> = voters
-                .iter()
-                .filter_map(|id| nodes.get(id).map(|m| (m.name.clone(), m.domains.clone())))
-                .collect();
-            check_topology(named.iter().map(|(n, d)| (n.as_str(), d)))
-                .map_err(|e| MembershipError::Topology(e.to_string()))
-        };
         let raft_err = |e: RaftError<NodeId, ClientWriteError<NodeId, Member>>| match e {
             RaftError::APIError(ClientWriteError::ChangeMembershipError(ChangeMembershipError::LearnerNotFound(_))) => {
                 MembershipError::NotFound
@@ -241,7 +233,7 @@ impl Node {
                     after_nodes.insert(id, member.clone());
                     let mut after = voters.clone();
                     after.insert(id);
-                    check(&after, &after_nodes)?;
+                    check_voters(&after, &after_nodes)?;
                 }
                 self.raft.add_learner(id, member, false).await.map_err(raft_err)?;
                 if !learner {
@@ -277,7 +269,7 @@ impl Node {
                 }
                 let mut after = voters.clone();
                 after.insert(id);
-                check(&after, &nodes)?;
+                check_voters(&after, &nodes)?;
                 self.raft
                     .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
                     .await
@@ -291,7 +283,7 @@ impl Node {
                 if voters.contains(&id) {
                     let mut after = voters.clone();
                     after.remove(&id);
-                    check(&after, &nodes)?;
+                    check_voters(&after, &nodes)?;
                     self.raft
                         .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false)
                         .await
@@ -318,7 +310,7 @@ impl Node {
                 if voters.contains(&id) {
                     let mut after_nodes = nodes.clone();
                     after_nodes.insert(id, member.clone());
-                    check(&voters, &after_nodes)?;
+                    check_voters(&voters, &after_nodes)?;
                 }
                 self.raft
                     .change_membership(ChangeMembers::SetNodes(BTreeMap::from([(id, member)])), false)
@@ -328,6 +320,16 @@ impl Node {
             }
         }
     }
+}
+
+/// The topology rule for the voter set `voters`, with the failure domains
+/// `nodes` gives them.
+fn check_voters(voters: &BTreeSet<NodeId>, nodes: &BTreeMap<NodeId, Member>) -> Result<(), MembershipError> {
+    let named: Vec<(&str, &Domains)> = voters
+        .iter()
+        .filter_map(|id| nodes.get(id).map(|m| (m.name.as_str(), &m.domains)))
+        .collect();
+    check_topology(named).map_err(|e| MembershipError::Topology(e.to_string()))
 }
 
 /// A member id for a member added without a name: from its peer URL and
@@ -416,16 +418,10 @@ impl Node {
             return Ok(id);
         }
         if voters.contains(&id) {
-            let named: Vec<(String, Domains)> = membership
-                .nodes()
-                .filter(|(other, _)| voters.contains(other))
-                .map(|(other, m)| {
-                    let m = if *other == id { &member } else { m };
-                    (m.name.clone(), m.domains.clone())
-                })
-                .collect();
-            check_topology(named.iter().map(|(n, d)| (n.as_str(), d)))
-                .map_err(|e| MembershipError::Topology(e.to_string()))?;
+            let mut after_nodes: BTreeMap<NodeId, Member> =
+                membership.nodes().map(|(other, m)| (*other, m.clone())).collect();
+            after_nodes.insert(id, member.clone());
+            check_voters(&voters, &after_nodes)?;
         }
         self.raft
             .change_membership(ChangeMembers::SetNodes(BTreeMap::from([(id, member)])), false)

@@ -32,7 +32,7 @@
 //!   before their fsync (see [`crate::log_store`]), and applying is what
 //!   makes a commit visible to clients, readers and snapshots.
 
-use std::io::{Cursor, Write};
+use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -43,6 +43,7 @@ use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, ErrorSubject, ErrorVerb, RaftSnapshotBuilder};
 use serde::{Deserialize, Serialize};
 
+use crate::durable_dir;
 use crate::log_store::Durability;
 use crate::types::{Applied, Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 
@@ -84,64 +85,14 @@ fn snap_err(verb: ErrorVerb, e: impl std::error::Error + 'static) -> StorageErro
     openraft::StorageIOError::new(ErrorSubject::Snapshot(None), verb, openraft::AnyError::new(&e)).into()
 }
 
-/// Temporary files written by this process, for unique temporary names.
-static TEMP_FILES: AtomicU64 = AtomicU64::new(0);
-
-/// Writes `bytes` to a new temporary file next to `dir/name`, fsynced, and
-/// returns its path. Every call gets its own file, so concurrent writers
-/// never share one.
-fn write_temporary(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<PathBuf> {
-    let n = TEMP_FILES.fetch_add(1, Ordering::Relaxed);
-    let tmp = dir.join(format!("{name}.{}.{n}.tmp", std::process::id()));
-    let written = (|| {
-        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp)?;
-        file.write_all(bytes)?;
-        // The store's durable copy is its snapshot file: its fsync is what
-        // etcd's backend commit is to bbolt.
-        let started = std::time::Instant::now();
-        file.sync_all()?;
-        firebreak_metrics::metrics()
-            .backend_commit_duration
-            .observe(started.elapsed().as_secs_f64());
-        Ok(())
-    })();
-    match written {
-        Ok(()) => Ok(tmp),
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            Err(e)
-        }
-    }
-}
-
-/// Renames `tmp` to `dir/name` and fsyncs `dir`.
-fn rename_into_place(tmp: &Path, dir: &Path, name: &str) -> std::io::Result<()> {
-    if let Err(e) = std::fs::rename(tmp, dir.join(name)) {
-        let _ = std::fs::remove_file(tmp);
-        return Err(e);
-    }
-    std::fs::File::open(dir)?.sync_all()
-}
-
-/// Removes the temporary files a crash left behind in `dir` (from any
-/// process: the directory belongs to one member).
-fn remove_temporaries(dir: &Path) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if name.starts_with(&format!("{SNAPSHOT_FILE}.")) && name.ends_with(".tmp") {
-            tracing::info!(file = %name, "removing a stale temporary snapshot file");
-            std::fs::remove_file(entry.path())?;
-        }
-    }
-    Ok(())
-}
-
-/// Writes `bytes` to `dir/name` atomically and durably.
-fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = write_temporary(dir, name, bytes)?;
-    rename_into_place(&tmp, dir, name)
+/// [`durable_dir::write_temporary`] for the snapshot file: its fsync is
+/// the store's durable copy, what etcd's backend commit is to bbolt.
+fn write_snapshot_temporary(dir: &Path, bytes: &[u8]) -> std::io::Result<PathBuf> {
+    let (tmp, sync) = durable_dir::write_temporary(dir, SNAPSHOT_FILE, bytes)?;
+    firebreak_metrics::metrics()
+        .backend_commit_duration
+        .observe(sync.as_secs_f64());
+    Ok(tmp)
 }
 
 /// The snapshot file of one state machine, shared by its builders and its
@@ -163,7 +114,7 @@ impl SnapshotSlot {
         let started = std::time::Instant::now();
         // The slow part, writing and syncing the data, happens outside the
         // lock, in a temporary file of this call's own.
-        let tmp = write_temporary(&self.dir, SNAPSHOT_FILE, bytes)?;
+        let tmp = write_snapshot_temporary(&self.dir, bytes)?;
         let mut on_disk = self.on_disk.lock().expect("snapshot slot lock");
         if matches!(*on_disk, Some(current) if last_log_id <= current) {
             drop(on_disk);
@@ -188,14 +139,15 @@ impl SnapshotSlot {
 /// Writes the snapshot a restored member starts from: `replica` with no
 /// log behind it.
 pub fn write_initial_snapshot(dir: &Path, replica: &Replica) -> std::io::Result<()> {
-    crate::durable_dir::create_dir_durably(dir)?;
+    durable_dir::create_dir_durably(dir)?;
     let meta = SnapshotMeta {
         last_log_id: None,
         last_membership: replica.membership.clone(),
         snapshot_id: "restored".into(),
     };
     let bytes = bincode::serialize(&(&meta, replica)).map_err(std::io::Error::other)?;
-    write_atomically(dir, SNAPSHOT_FILE, &bytes)
+    let tmp = write_snapshot_temporary(dir, &bytes)?;
+    durable_dir::rename_into_place(&tmp, dir, SNAPSHOT_FILE)
 }
 
 /// A snapshot file: its meta, then the replica.
@@ -265,8 +217,8 @@ impl StateMachine {
     /// Opens the state machine in `dir`, loading the latest snapshot.
     /// Temporary files left by a crash are removed.
     pub fn open(dir: &Path) -> Result<StateMachine, StorageError> {
-        crate::durable_dir::create_dir_durably(dir).map_err(|e| snap_err(ErrorVerb::Write, e))?;
-        remove_temporaries(dir).map_err(|e| snap_err(ErrorVerb::Write, e))?;
+        durable_dir::create_dir_durably(dir).map_err(|e| snap_err(ErrorVerb::Write, e))?;
+        durable_dir::remove_temporaries(dir, SNAPSHOT_FILE).map_err(|e| snap_err(ErrorVerb::Write, e))?;
         let (replica, on_disk) = match read_snapshot_file(dir)? {
             Some((_, file)) => (file.replica, Some(file.meta.last_log_id)),
             None => (Replica::default(), None),
