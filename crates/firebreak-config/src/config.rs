@@ -77,6 +77,13 @@ pub struct RawMember {
     pub host: Option<String>,
 }
 
+/// The leader's heartbeat interval unless configured, ms.
+pub const DEFAULT_HEARTBEAT_INTERVAL_MS: u64 = 100;
+/// The election timeout unless configured, ms: five heartbeats. A
+/// follower of a live leader refuses pre-votes, so a short timeout costs no
+/// needless elections (see `firebreak_raft::election`).
+pub const DEFAULT_ELECTION_TIMEOUT_MS: u64 = 500;
+
 /// Raft settings. The defaults suit datacenters a few milliseconds apart.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -84,8 +91,9 @@ pub struct RawRaft {
     /// Interval between leader heartbeats. Default 100 ms.
     pub heartbeat_interval_ms: Option<u64>,
     /// A follower that hears no leader for a random time between this and
-    /// 1.2 times this starts an election. Default 1000 ms; must be at least
-    /// three heartbeats.
+    /// 1.2 times this asks for a pre-vote, then starts an election. Default
+    /// 500 ms; must be at least three heartbeats. It grows to ten of the
+    /// largest recent round trips to a voter when those are slower.
     pub election_timeout_ms: Option<u64>,
     /// Take a snapshot (and allow the log before it to be purged) after this
     /// many entries. Default 100000 (etcd's default).
@@ -242,8 +250,8 @@ impl RawConfig {
             ));
         }
 
-        let heartbeat = self.raft.heartbeat_interval_ms.unwrap_or(100);
-        let election = self.raft.election_timeout_ms.unwrap_or(1000);
+        let heartbeat = self.raft.heartbeat_interval_ms.unwrap_or(DEFAULT_HEARTBEAT_INTERVAL_MS);
+        let election = self.raft.election_timeout_ms.unwrap_or(DEFAULT_ELECTION_TIMEOUT_MS);
         if heartbeat == 0 {
             return Err(invalid("raft.heartbeat_interval_ms", "0", "must be positive"));
         }

@@ -54,8 +54,8 @@ use crate::workload::tail::Tail;
 /// Prefix of the workload's keys.
 pub const KEY_PREFIX: &str = "drill/";
 /// Raft timing given to every member (Firebreak's defaults).
-const HEARTBEAT_MS: u64 = 100;
-const ELECTION_MS: u64 = 1000;
+const HEARTBEAT_MS: u64 = firebreak_config::DEFAULT_HEARTBEAT_INTERVAL_MS;
+const ELECTION_MS: u64 = firebreak_config::DEFAULT_ELECTION_TIMEOUT_MS;
 
 /// A validated command line.
 #[derive(Debug, Clone)]
@@ -353,6 +353,17 @@ fn print_verdict(report: &Report, dir: &Path) {
             .load_cpu_percent_of_one_core
             .map_or_else(|| "?".to_owned(), |v| format!("{v:.1} %"))
     );
+    if let Some(heal) = &report.measurements.heal {
+        let ms = |v: Option<f64>| v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.0} ms"));
+        eprintln!(
+            "  after the restore at {:.1} s: longest wait of a surviving client {} (before the fault: {}); {} of {} operations failed",
+            heal.heal_s,
+            ms(heal.max_gap_ms),
+            ms(heal.before_fault_max_gap_ms),
+            heal.errors,
+            heal.ok + heal.errors
+        );
+    }
     eprintln!("  report: {}", dir.join("report.html").display());
     println!(
         "{} {} {} {}",
@@ -1262,6 +1273,7 @@ async fn run_one(plan: &Plan, seed: u64, scenario: &Scenario, dir: &Path) -> Res
         linearizable: check.linearizable,
         acknowledged_writes_lost: lost_writes.len(),
         rto_ms: rto.rto_ms,
+        heal_max_gap_ms: measurements.heal.as_ref().and_then(|h| h.max_gap_ms),
         hypothesis: scenario.hypothesis(&fault_dc_name),
         summary: summary_line,
         checks,

@@ -140,11 +140,33 @@ pub struct Series {
     pub bins: Vec<Bin>,
 }
 
+/// What the clients of the datacenters that were not faulted saw when the
+/// faulted one came back: a member rejoining with a stale view must not
+/// disturb the majority (Raft's pre-vote is what prevents it).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct HealMeasure {
+    /// The restore (heal, or restart), seconds.
+    pub heal_s: f64,
+    /// The longest wait of one of those clients across or after the heal:
+    /// the largest span between the completions of its successive `ok`
+    /// operations, where the later one completed after the heal, ms.
+    pub max_gap_ms: Option<f64>,
+    /// The same before the fault (from one second into the load), for
+    /// comparison: what an undisturbed cluster shows on this machine.
+    pub before_fault_max_gap_ms: Option<f64>,
+    /// Operations of those clients invoked after the heal.
+    pub ok: u64,
+    /// Of those, `fail` and `unknown` outcomes.
+    pub errors: u64,
+}
+
 /// Everything measured.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Measurements {
     /// RTO.
     pub rto: Rto,
+    /// After the restore, if there was one.
+    pub heal: Option<HealMeasure>,
     /// Per datacenter.
     pub datacenters: Vec<DcMeasure>,
     /// Before, during, after.
@@ -279,6 +301,47 @@ fn rto_of(events: &[HistoryEvent], clients_by_dc: &BTreeMap<String, Vec<u64>>, s
     rto
 }
 
+/// The largest span between the completions of successive `ok` operations
+/// of one client, over the clients of `clients`, counting a span only if
+/// its later completion lies in `[from, to)`.
+fn max_ok_gap(events: &[HistoryEvent], clients: &[u64], from: u64, to: u64) -> Option<f64> {
+    let mut worst: Option<u64> = None;
+    for &client in clients {
+        let mut done: Vec<u64> = client_events(events)
+            .filter(|e| e.client == client && e.outcome == Outcome::Ok)
+            .filter_map(|e| e.complete_ns)
+            .collect();
+        done.sort_unstable();
+        for pair in done.windows(2) {
+            if pair[1] >= from && pair[1] < to {
+                let gap = pair[1] - pair[0];
+                worst = Some(worst.map_or(gap, |w| w.max(gap)));
+            }
+        }
+    }
+    worst.map(ms)
+}
+
+/// [`HealMeasure`] for the clients of every datacenter but `fault_dc`.
+pub fn heal_measure(events: &[HistoryEvent], dcs: &[String], fault_dc: &str, t: Timeline) -> Option<HealMeasure> {
+    let restore = t.restore_ns?;
+    let survivors: Vec<u64> = clients_by_dc(events, dcs)
+        .into_iter()
+        .filter(|(dc, _)| dc != fault_dc)
+        .flat_map(|(_, clients)| clients)
+        .collect();
+    let after: Vec<&HistoryEvent> = client_events(events)
+        .filter(|e| survivors.contains(&e.client) && e.invoke_ns >= restore)
+        .collect();
+    Some(HealMeasure {
+        heal_s: secs(restore),
+        max_gap_ms: max_ok_gap(events, &survivors, restore, u64::MAX),
+        before_fault_max_gap_ms: max_ok_gap(events, &survivors, 1_000_000_000, t.fault_ns),
+        ok: after.iter().filter(|e| e.outcome == Outcome::Ok).count() as u64,
+        errors: after.iter().filter(|e| e.outcome != Outcome::Ok).count() as u64,
+    })
+}
+
 /// Computes every measurement. `dcs` lists the datacenters in order;
 /// `fault_dc` is the faulted one.
 pub fn measure(events: &[HistoryEvent], dcs: &[String], fault_dc: &str, t: Timeline, bin_ns: u64) -> Measurements {
@@ -377,6 +440,7 @@ pub fn measure(events: &[HistoryEvent], dcs: &[String], fault_dc: &str, t: Timel
 
     Measurements {
         rto,
+        heal: heal_measure(events, dcs, fault_dc, t),
         datacenters,
         phases,
         bin_s: secs(bin_ns),
@@ -462,6 +526,43 @@ mod tests {
         assert_eq!(m.rto.rto_ms, None);
         assert_eq!(m.rto.unrecovered_clients, vec![1]);
         assert_eq!(m.datacenters[0].unavailable_ms, Some(9_999.0));
+    }
+
+    #[test]
+    fn the_heal_figure_is_the_longest_wait_of_a_survivor_after_the_restore() {
+        let (fault, restore) = (10 * S, 20 * S);
+        let events = vec![
+            // Before the fault: completions 100 ms apart, then one 300 ms gap.
+            op(1, 1, "dc1", true, 2 * S, MS, Outcome::Ok),
+            op(2, 1, "dc1", true, 2 * S + 100 * MS, MS, Outcome::Ok),
+            op(3, 1, "dc1", true, 2 * S + 400 * MS, MS, Outcome::Ok),
+            // Across the heal: the last ok before it at 19.9 s, the next
+            // one 900 ms later, after a failure.
+            op(4, 2, "dc2", true, restore - 100 * MS - MS, MS, Outcome::Ok),
+            op(5, 2, "dc2", true, restore + 10 * MS, 500 * MS, Outcome::Fail),
+            op(6, 2, "dc2", false, restore + 600 * MS, 200 * MS, Outcome::Ok),
+            op(7, 2, "dc2", false, restore + 900 * MS, 10 * MS, Outcome::Ok),
+            // The faulted datacenter's client does not count.
+            op(8, 3, "dc3", true, restore + 5 * S, MS, Outcome::Ok),
+            op(9, 3, "dc3", true, restore + 9 * S, MS, Outcome::Ok),
+        ];
+        let t = Timeline {
+            fault_ns: fault,
+            fault_done_ns: fault,
+            restore_ns: Some(restore),
+            end_ns: 30 * S,
+        };
+        let dcs: Vec<String> = ["dc1", "dc2", "dc3"].iter().map(|s| s.to_string()).collect();
+        let heal = measure(&events, &dcs, "dc3", t, S)
+            .heal
+            .expect("a restore was measured");
+        assert_eq!(heal.heal_s, 20.0);
+        assert_eq!(heal.max_gap_ms, Some(900.0));
+        assert_eq!(heal.before_fault_max_gap_ms, Some(300.0));
+        assert_eq!((heal.ok, heal.errors), (2, 1));
+        // Without a restore there is no heal figure.
+        let never = Timeline { restore_ns: None, ..t };
+        assert_eq!(measure(&events, &dcs, "dc3", never, S).heal, None);
     }
 
     #[test]

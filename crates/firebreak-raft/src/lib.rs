@@ -24,6 +24,7 @@ pub mod auth;
 pub mod codec;
 pub mod concurrency;
 pub mod durable_dir;
+pub mod election;
 pub mod error;
 pub mod identity;
 pub mod inspect;

@@ -92,6 +92,13 @@ struct Cache {
     last_purged: Option<LogId>,
 }
 
+impl Cache {
+    /// The id of the last entry, or of the last purged one if none is left.
+    fn last_log_id(&self) -> Option<LogId> {
+        self.entries.values().next_back().map(|e| e.log_id).or(self.last_purged)
+    }
+}
+
 /// Appends handed to the writer and not yet on disk.
 #[derive(Default)]
 struct Unflushed {
@@ -246,6 +253,13 @@ pub struct LogReader {
     cache: Arc<Mutex<Cache>>,
 }
 
+impl LogReader {
+    /// The id of the log's last entry (appended, not necessarily on disk).
+    pub fn last_log_id(&self) -> Option<LogId> {
+        self.cache.lock().expect("log cache lock").last_log_id()
+    }
+}
+
 fn io_err(subject: ErrorSubject<u64>, verb: ErrorVerb, e: impl std::error::Error + 'static) -> StorageError {
     openraft::StorageIOError::new(subject, verb, openraft::AnyError::new(&e)).into()
 }
@@ -321,6 +335,13 @@ impl LogStore {
     /// the proposer.
     pub(crate) fn own_proposals(&self) -> Arc<OwnProposals> {
         self.own_proposals.clone()
+    }
+
+    /// A handle on the log's last entry, for the election timer's pre-vote.
+    pub fn reader(&self) -> LogReader {
+        LogReader {
+            cache: self.cache.clone(),
+        }
     }
 
     /// Which entries are on disk, for the state machine and the network.
@@ -533,15 +554,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
         let cache = self.cache.lock().expect("log cache lock");
-        let last = cache
-            .entries
-            .values()
-            .next_back()
-            .map(|e| e.log_id)
-            .or(cache.last_purged);
         Ok(LogState {
             last_purged_log_id: cache.last_purged,
-            last_log_id: last,
+            last_log_id: cache.last_log_id(),
         })
     }
 

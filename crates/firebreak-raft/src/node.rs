@@ -129,6 +129,10 @@ pub struct Node {
     proposals: tokio::sync::mpsc::UnboundedSender<Pending>,
     /// Which of this member's proposals its log has held.
     pub(crate) own_proposals: Arc<OwnProposals>,
+    /// The election timer's settings ([`crate::election`]).
+    pub(crate) election: crate::election::ElectionTiming,
+    /// The log's last entry, for pre-votes.
+    pub(crate) log_tail: crate::log_store::LogReader,
     /// How this member makes and checks auth tokens.
     pub(crate) tokens: crate::auth::Tokens,
     /// Which log entries are on disk here.
@@ -166,6 +170,7 @@ impl Node {
         let crate::membership::Joined { id, cluster_id } = crate::identity::resolve(config, &peers).await?;
         let log = LogStore::open(&config.data_dir.join("raft"), Some(id))?;
         let durability = log.durability();
+        let log_tail = log.reader();
         let progress = log.progress();
         let own_proposals = log.own_proposals();
         let sm = StateMachine::open(&config.data_dir.join("snapshot"))?.wait_for_log(durability.clone());
@@ -174,16 +179,20 @@ impl Node {
         let allocated = sm.allocated();
 
         let timing = config.raft;
-        let election_ms = timing.election_timeout.as_millis() as u64;
+        let election = crate::election::ElectionTiming::new(timing.election_timeout);
+        let heartbeat_ms = timing.heartbeat_interval.as_millis() as u64;
+        let lease_ms = election.lease.as_millis() as u64;
         let raft_config = openraft::Config {
             cluster_name: "firebreak".into(),
-            heartbeat_interval: timing.heartbeat_interval.as_millis() as u64,
-            // openraft makes a follower that knew a leader wait its leader
-            // lease (= election_timeout_max) plus a random timeout in
-            // [min, max) before it campaigns: with these, between 1.0 and
-            // 1.2 times the configured election timeout.
-            election_timeout_min: (election_ms * 2).div_ceil(5),
-            election_timeout_max: (election_ms * 3).div_ceil(5),
+            heartbeat_interval: heartbeat_ms,
+            // Elections are started by crate::election, after a pre-vote;
+            // openraft's own timer is off. Its leader lease (a follower
+            // refuses votes while it trusts its leader) is
+            // `election_timeout_max`; `election_timeout_min` bounds a vote
+            // request.
+            enable_elect: false,
+            election_timeout_min: (lease_ms * 4 / 5).max(heartbeat_ms + 1),
+            election_timeout_max: lease_ms.max(heartbeat_ms + 2),
             snapshot_policy: SnapshotPolicy::LogsSinceLast(timing.snapshot_entries),
             max_in_snapshot_log_to_keep: timing.snapshot_entries.min(1000),
             install_snapshot_timeout: 10_000,
@@ -266,6 +275,8 @@ impl Node {
             started: Instant::now(),
             heartbeat_interval: timing.heartbeat_interval,
             allocated,
+            election,
+            log_tail,
         });
         let server = tokio::spawn(serve_peers(listener, Arc::downgrade(&node), peer_tls));
         let expiry = tokio::spawn(crate::leases::expire_leases(Arc::downgrade(&node)));
@@ -277,10 +288,11 @@ impl Node {
             node.timeline.clone(),
         ));
         let probes = tokio::spawn(crate::report::probe_peers(Arc::downgrade(&node)));
+        let elections = tokio::spawn(crate::election::run(Arc::downgrade(&node)));
         node.tasks
             .lock()
             .expect("tasks lock")
-            .extend([server, expiry, reads, proposer, renewals, leadership, probes]);
+            .extend([server, expiry, reads, proposer, renewals, leadership, probes, elections]);
         Ok(node)
     }
 
@@ -757,6 +769,7 @@ where
             PeerRequest::LeaseKeepAlive(id) => PeerResponse::LeaseKeepAlive(node.leader_keep_alive(id).await),
             PeerRequest::LeaseTimeToLive(id) => PeerResponse::LeaseTimeToLive(node.leader_time_to_live(id).await),
             PeerRequest::Campaign => PeerResponse::Campaign(node.start_election().await),
+            PeerRequest::PreVote(r) => PeerResponse::PreVote(node.pre_vote(r).await),
             PeerRequest::Membership(change) => {
                 let result = node.leader_change_members(change).await;
                 PeerResponse::Membership(match result {

@@ -61,6 +61,8 @@ pub enum PeerRequest {
     /// A member starting for the first time announces itself (to the
     /// leader; others answer `NotLeader`).
     Join(crate::membership::JoinRequest),
+    /// Would the receiver vote for the sender now? ([`crate::election`])
+    PreVote(crate::election::PreVoteRequest),
 }
 
 impl PeerRequest {
@@ -70,6 +72,7 @@ impl PeerRequest {
             PeerRequest::AppendEntries(r) => r.vote.leader_id().voted_for(),
             PeerRequest::Vote(r) => r.vote.leader_id().voted_for(),
             PeerRequest::InstallSnapshot(r) => r.vote.leader_id().voted_for(),
+            PeerRequest::PreVote(r) => Some(r.candidate),
             _ => None,
         }
     }
@@ -102,6 +105,7 @@ pub enum PeerResponse {
     Report(Box<crate::report::MemberReport>),
     Pong,
     Join(crate::membership::JoinResult),
+    PreVote(bool),
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -366,6 +366,10 @@ fn peer_requests() -> Vec<PeerRequest> {
             leader_commit: Some(log_id(38)),
         }),
         PeerRequest::Vote(VoteRequest::new(vote(), Some(log_id(42)))),
+        PeerRequest::PreVote(firebreak_raft::election::PreVoteRequest {
+            candidate: 3,
+            last_log_id: Some(log_id(42)),
+        }),
         PeerRequest::InstallSnapshot(InstallSnapshotRequest {
             vote: vote(),
             meta: SnapshotMeta {
@@ -531,6 +535,7 @@ fn peer_responses() -> Vec<PeerResponse> {
         }))),
         PeerResponse::Join(Ok(Err(MembershipError::NotAdded("http://10.0.4.5:2380".into())))),
         PeerResponse::Join(Err(ForwardError::NotLeader)),
+        PeerResponse::PreVote(true),
     ];
     responses.extend(write_responses().into_iter().map(|r| PeerResponse::Write(Ok(Ok(r)))));
     responses
@@ -553,6 +558,7 @@ fn request_kind(r: &PeerRequest) -> &'static str {
         PeerRequest::Report => "Report",
         PeerRequest::Ping => "Ping",
         PeerRequest::Join(_) => "Join",
+        PeerRequest::PreVote(_) => "PreVote",
     }
 }
 
@@ -570,6 +576,7 @@ fn response_kind(r: &PeerResponse) -> &'static str {
         PeerResponse::Report(_) => "Report",
         PeerResponse::Pong => "Pong",
         PeerResponse::Join(_) => "Join",
+        PeerResponse::PreVote(_) => "PreVote",
     }
 }
 
@@ -591,7 +598,7 @@ fn command_kind(c: &WriteCommand) -> &'static str {
 }
 
 /// The kinds of peer requests that have a response of the same kind.
-const PEER_CALL_KINDS: [&str; 11] = [
+const PEER_CALL_KINDS: [&str; 12] = [
     "AppendEntries",
     "Vote",
     "InstallSnapshot",
@@ -603,6 +610,7 @@ const PEER_CALL_KINDS: [&str; 11] = [
     "Membership",
     "Report",
     "Join",
+    "PreVote",
 ];
 
 /// Every kind of peer request (`ping`: "Ping") or response ("Pong").

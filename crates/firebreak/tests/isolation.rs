@@ -2,6 +2,10 @@
 //! answering their TTLs before the majority can expire them, so a lock is
 //! never held by two clients at once.
 //!
+//! Issue 14: a member that comes back from isolation does not unseat the
+//! leader (pre-vote), and the same test fails when members campaign
+//! without asking first.
+//!
 //! Three datacenters on loopback behind the drill's relay (the WAN link
 //! that can be cut); the test's own clients talk straight to a member's
 //! listener, as a client inside that member's datacenter does, so a cut
@@ -20,6 +24,7 @@ const ELECTION: Duration = Duration::from_millis(1000);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_isolated_leader_stops_renewing_leases_before_the_majority_expires_them() {
+    let _turn = common::lab::one_at_a_time().await;
     let dir = tempfile::tempdir().unwrap();
     let lab = common::lab::start(dir.path(), ELECTION);
     let leader = common::lab::ready_leader(&lab).await;
@@ -118,4 +123,57 @@ async fn an_isolated_leader_stops_renewing_leases_before_the_majority_expires_th
         "the cut-off leader answered TimeToLive: {ttl:?}"
     );
     lab.heal(leader_dc).unwrap();
+}
+
+/// Cuts a follower's datacenter off for several election timeouts, heals
+/// it, and answers (leader and term before, leader and term after).
+async fn follower_isolated_and_healed(exe: &std::path::Path, env: &[(&str, &str)]) -> ((u64, u64), (u64, u64)) {
+    let election = Duration::from_millis(firebreak_config::DEFAULT_ELECTION_TIMEOUT_MS);
+    let _turn = common::lab::one_at_a_time().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut lab = common::lab::start_with(dir.path(), election, exe, env);
+    let leader = common::lab::ready_leader(&lab).await;
+    let follower = (leader + 1) % lab.members.len();
+    let all: Vec<usize> = (0..lab.members.len()).collect();
+    let view = |statuses: Vec<observe::MemberStatus>| {
+        let leading: Vec<_> = statuses.iter().filter(|s| s.is_leader).collect();
+        assert_eq!(leading.len(), 1, "one leader: {statuses:?}");
+        (leading[0].leader, leading[0].term)
+    };
+    let before = view(observe::statuses(&lab.members, &all, Duration::from_secs(2)).await);
+
+    let dc = lab.members[follower].dc;
+    lab.isolate(dc).expect("cut a follower's datacenter off");
+    // Long enough for the cut-off member's timer to run out several times.
+    tokio::time::sleep(election * 6).await;
+    lab.heal(dc).expect("heal");
+    // Time for it to hear from the leader again, or to disrupt it.
+    tokio::time::sleep(election * 6).await;
+    observe::wait_ready(&lab.members, &all, Duration::from_secs(30))
+        .await
+        .expect("every member serves after the heal");
+    let after = view(observe::statuses(&lab.members, &all, Duration::from_secs(2)).await);
+    (before, after)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_comes_back_does_not_unseat_the_leader() {
+    let (before, after) = follower_isolated_and_healed(std::path::Path::new(common::BIN), &[]).await;
+    eprintln!("leader and term before the cut {before:x?}, after the heal {after:x?}");
+    assert_eq!(
+        after, before,
+        "the leader or the term changed when the isolated member came back"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_pre_vote_a_member_that_comes_back_unseats_the_leader() {
+    let exe = common::failpoints_binary();
+    let (before, after) = follower_isolated_and_healed(&exe, &[("FAILPOINTS", "elect-without-pre-vote=return")]).await;
+    eprintln!("without the pre-vote: leader and term before the cut {before:x?}, after the heal {after:x?}");
+    assert!(
+        after.1 > before.1,
+        "the test cannot see a disruption: the term stayed {} without the pre-vote",
+        before.1
+    );
 }

@@ -144,6 +144,9 @@ pub struct Lab {
     pub members: Vec<Member>,
     /// The `firebreak` executable used for members and clients.
     pub exe: PathBuf,
+    /// Environment variables given to every member started from now on
+    /// (tests set `FAILPOINTS` here), besides the drill's own.
+    pub member_env: Vec<(String, String)>,
     /// Where member and client logs go.
     pub logs_dir: PathBuf,
     /// Where the clients' raw histories go.
@@ -362,6 +365,7 @@ impl Lab {
             plan,
             members,
             exe,
+            member_env: Vec::new(),
             logs_dir,
             clients_dir,
             settings,
@@ -412,6 +416,7 @@ impl Lab {
                 "FIREBREAK_LOG",
                 std::env::var("FIREBREAK_MEMBER_LOG").unwrap_or_else(|_| "info,openraft=warn".into()),
             )
+            .envs(self.member_env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(DrillError::io("cannot open a log", &m.log))?)
             .stderr(log);

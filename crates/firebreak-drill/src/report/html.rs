@@ -173,6 +173,18 @@ pub fn render(report: &Report, events: &[HistoryEvent]) -> String {
         let _ = write!(h, "<p class=\"note\">{}</p>", esc(note));
     }
     let _ = write!(h, "<h2>Hypothesis</h2><p>{}</p>", esc(&report.hypothesis));
+    if let Some(heal) = &report.measurements.heal {
+        let _ = write!(
+            h,
+            "<p>After the restore at {:.1} s, the longest wait of a client of the datacenters not faulted was <b>{}</b> \
+             (before the fault: {}); {} of their {} operations invoked after it failed or timed out.</p>",
+            heal.heal_s,
+            opt_ms(heal.max_gap_ms),
+            opt_ms(heal.before_fault_max_gap_ms),
+            heal.errors,
+            heal.ok + heal.errors
+        );
+    }
     let m = &report.measurements;
     table(
         &mut h,

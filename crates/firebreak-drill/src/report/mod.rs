@@ -294,6 +294,11 @@ pub struct Report {
     pub acknowledged_writes_lost: usize,
     /// Worst recovery time of a surviving client, ms (`null`: one never recovered).
     pub rto_ms: Option<f64>,
+    /// The longest wait of a client of a datacenter not faulted, across or
+    /// after the restore, ms (`null`: no restore during the load). With no
+    /// disruption on heal it is no longer than `measurements.heal.before_fault_max_gap_ms`
+    /// shows for an undisturbed cluster.
+    pub heal_max_gap_ms: Option<f64>,
     /// The hypothesis tested.
     pub hypothesis: String,
     /// One-line summary.
