@@ -59,7 +59,32 @@ pub struct RawConfig {
     /// Auth: tokens and password hashing (see [`crate::auth`]).
     #[serde(default)]
     pub auth: RawAuth,
+    /// Datacenters where the leader should live, most preferred first,
+    /// e.g. `["dc1", "dc2", "dc3"]`. The leader moves to the most preferred
+    /// datacenter with a healthy, caught-up voter, and back to a preferred
+    /// one once it has recovered. Empty (default): wherever elections put it.
+    #[serde(default)]
+    pub leader_priority: Vec<String>,
+    /// How long a more preferred datacenter must stay healthy and caught up
+    /// before the leader moves (back) to it, ms: a flapping link never
+    /// bounces the leader. Default 10000.
+    pub leader_failback_after_ms: Option<u64>,
+    /// Promote a learner to voter automatically once it has caught up, when
+    /// the topology rule allows the larger voter set. Default false.
+    pub auto_promote_learners: Option<bool>,
 }
+
+/// Where the leader should live and how the voter set grows by itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    /// Datacenters, most preferred first.
+    pub leader_priority: Vec<String>,
+    pub failback_after: Duration,
+    pub auto_promote_learners: bool,
+}
+
+/// [`RawConfig::leader_failback_after_ms`] unless configured.
+pub const DEFAULT_LEADER_FAILBACK_AFTER_MS: u64 = 10_000;
 
 /// One member of `initial_cluster`.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -147,6 +172,7 @@ pub struct Config {
     pub initial_cluster_state: ClusterState,
     pub tls: TlsConfig,
     pub auth: AuthConfig,
+    pub placement: Placement,
 }
 
 /// Why a configuration was refused.
@@ -271,6 +297,11 @@ impl RawConfig {
             return Err(ConfigError::Missing("initial_cluster"));
         }
         let mut members = Vec::new();
+        let placement_raw = PlacementRaw {
+            leader_priority: self.leader_priority.clone(),
+            failback_after_ms: self.leader_failback_after_ms,
+            auto_promote_learners: self.auto_promote_learners,
+        };
         let mut names = BTreeSet::new();
         let mut peers = BTreeSet::new();
         for m in self.initial_cluster {
@@ -351,7 +382,9 @@ impl RawConfig {
             Err(e) => return Err(e.into()),
         };
 
+        let placement = placement_raw.validate(&members, initial_cluster_state)?;
         Ok(Config {
+            placement,
             id: member_id(&name),
             data_dir: self
                 .data_dir
@@ -375,6 +408,49 @@ impl RawConfig {
                 Some(q) => q,
                 None => 2 << 30,
             },
+        })
+    }
+}
+
+/// The placement settings of a [`RawConfig`], kept apart while it is taken
+/// to pieces.
+struct PlacementRaw {
+    leader_priority: Vec<String>,
+    failback_after_ms: Option<u64>,
+    auto_promote_learners: Option<bool>,
+}
+
+impl PlacementRaw {
+    fn validate(self, members: &[MemberConfig], state: ClusterState) -> Result<Placement, ConfigError> {
+        let mut seen = std::collections::BTreeSet::new();
+        for dc in &self.leader_priority {
+            if dc.is_empty() {
+                return Err(invalid("leader_priority", dc.clone(), "names an empty datacenter"));
+            }
+            if !seen.insert(dc) {
+                return Err(invalid("leader_priority", dc.clone(), "names this datacenter twice"));
+            }
+            // A joining member's initial_cluster may list only itself.
+            if state == ClusterState::New && !members.iter().any(|m| &m.domains.datacenter == dc) {
+                return Err(invalid(
+                    "leader_priority",
+                    dc.clone(),
+                    "no member of initial_cluster is in this datacenter",
+                ));
+            }
+        }
+        let failback = self.failback_after_ms.unwrap_or(DEFAULT_LEADER_FAILBACK_AFTER_MS);
+        if failback == 0 {
+            return Err(invalid(
+                "leader_failback_after_ms",
+                "0",
+                "must be positive: without it a flapping link would bounce the leader",
+            ));
+        }
+        Ok(Placement {
+            leader_priority: self.leader_priority,
+            failback_after: Duration::from_millis(failback),
+            auto_promote_learners: self.auto_promote_learners.unwrap_or(false),
         })
     }
 }
@@ -415,6 +491,44 @@ mod tests {
         assert_eq!(c.raft.heartbeat_interval, Duration::from_millis(100));
         assert_eq!(c.members[1].peer_addr, "127.0.0.1:22380");
         assert!(c.topology_warning.is_none());
+    }
+
+    #[test]
+    fn leader_priority_names_known_datacenters_once() {
+        let c = three().validate().unwrap();
+        assert!(c.placement.leader_priority.is_empty());
+        assert_eq!(
+            c.placement.failback_after,
+            Duration::from_millis(DEFAULT_LEADER_FAILBACK_AFTER_MS)
+        );
+        assert!(!c.placement.auto_promote_learners);
+
+        let mut raw = three();
+        raw.leader_priority = vec!["dc2".into(), "dc1".into()];
+        raw.leader_failback_after_ms = Some(3000);
+        raw.auto_promote_learners = Some(true);
+        let c = raw.validate().unwrap();
+        assert_eq!(c.placement.leader_priority, ["dc2", "dc1"]);
+        assert_eq!(c.placement.failback_after, Duration::from_millis(3000));
+        assert!(c.placement.auto_promote_learners);
+
+        for (priority, problem) in [
+            (vec!["dc9"], "no member of initial_cluster"),
+            (vec!["dc1", "dc1"], "twice"),
+            (vec![""], "empty"),
+        ] {
+            let mut raw = three();
+            raw.leader_priority = priority.iter().map(|s| s.to_string()).collect();
+            let err = raw.validate().unwrap_err().to_string();
+            assert!(err.contains("leader_priority") && err.contains(problem), "{err}");
+        }
+        let mut raw = three();
+        raw.leader_failback_after_ms = Some(0);
+        assert!(raw
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("leader_failback_after_ms"));
     }
 
     #[test]

@@ -36,6 +36,7 @@ pub mod membership;
 pub mod network;
 mod node;
 pub mod peer_tls;
+pub mod placement;
 mod proposer;
 pub mod quorum_contact;
 pub mod report;

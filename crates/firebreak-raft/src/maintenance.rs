@@ -196,8 +196,11 @@ impl Node {
         firebreak_snapshot::encode(&contents)
     }
 
-    /// Moves the leadership to `target` (a voter): it campaigns, and the
-    /// call waits until it leads. Only the leader accepts it, as in etcd.
+    /// Moves the leadership to `target` (a voter), as etcd's leader
+    /// transfer: once the target holds this leader's whole log it is told
+    /// to campaign, which it wins at once (it is caught up, and this
+    /// leader votes for it); the call returns when the new leader serves a
+    /// read index. Only the leader accepts it, as in etcd.
     pub async fn move_leader(&self, target: u64) -> Result<(), NodeError> {
         if self.serving_term_soon().await.is_none() {
             return Err(NodeError::NotLeader);
@@ -215,6 +218,19 @@ impl Node {
         let client = self.peers.get(target, &member.peer_addr);
         let deadline = tokio::time::Instant::now() + self.request_timeout;
         while tokio::time::Instant::now() < deadline {
+            // The target's vote request must carry a log at least as long
+            // as every voter's: wait (a little) until it holds all of ours.
+            let _ = self
+                .raft
+                .wait(Some(self.election_timeout))
+                .metrics(
+                    |m| {
+                        let matched = crate::placement::matched_index(m, target);
+                        m.current_leader != Some(self.id) || matched >= m.last_log_index
+                    },
+                    "the transfer target caught up",
+                )
+                .await;
             let _ = client.call(&PeerRequest::Campaign, Duration::from_secs(1)).await;
             let waited = self
                 .raft
@@ -222,7 +238,8 @@ impl Node {
                 .metrics(|m| m.current_leader == Some(target), "leader moved")
                 .await;
             if waited.is_ok() {
-                return Ok(());
+                // Answered when the new leader serves: a read index from it.
+                return self.read_barrier().await;
             }
         }
         Err(Unavailable::Timeout.into())

@@ -253,11 +253,7 @@ impl Node {
                 }
                 let metrics = self.raft.metrics().borrow().clone();
                 let last = metrics.last_log_index.unwrap_or(0);
-                let matched = metrics
-                    .replication
-                    .as_ref()
-                    .and_then(|r| r.get(&id).cloned().flatten())
-                    .map_or(0, |l| l.index);
+                let matched = crate::placement::matched_index(&metrics, id).unwrap_or(0);
                 // etcd's rule: a learner within 10% of the leader's log.
                 if last.saturating_sub(matched) > last / 10 + 10 {
                     return Err(MembershipError::LearnerNotReady);

@@ -289,10 +289,10 @@ impl Node {
         ));
         let probes = tokio::spawn(crate::report::probe_peers(Arc::downgrade(&node)));
         let elections = tokio::spawn(crate::election::run(Arc::downgrade(&node)));
-        node.tasks
-            .lock()
-            .expect("tasks lock")
-            .extend([server, expiry, reads, proposer, renewals, leadership, probes, elections]);
+        let placement = tokio::spawn(crate::placement::run(Arc::downgrade(&node), config.placement.clone()));
+        node.tasks.lock().expect("tasks lock").extend([
+            server, expiry, reads, proposer, renewals, leadership, probes, elections, placement,
+        ]);
         Ok(node)
     }
 

@@ -561,22 +561,9 @@ async fn a_burned_datacenter_is_replaced_while_clients_write() {
     assert!(refused.contains("span only 2 datacenter"), "{refused}");
 
     // A new member in dc4 joins, then the burned one is removed.
-    let (client, peer) = (common::free_port(), common::free_port());
-    let dir = cluster.dir.path().to_path_buf();
-    let config = dir.join("m4.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "name = \"m4\"\ndatacenter = \"dc4\"\ndata_dir = \"{}\"\nlisten_client = \"127.0.0.1:{client}\"\nlisten_peer = \"127.0.0.1:{peer}\"\ninitial_cluster_state = \"existing\"\n[raft]\nheartbeat_interval_ms = 50\nelection_timeout_ms = 500\n[[initial_cluster]]\nname = \"m4\"\npeer_url = \"http://127.0.0.1:{peer}\"\nclient_url = \"http://127.0.0.1:{client}\"\ndatacenter = \"dc4\"\n",
-            dir.join("m4").display()
-        ),
-    )
-    .unwrap();
-    let _m4 = common::serve(&config, &dir.join("m4.log"));
-    let added = c
-        .member_add([format!("http://127.0.0.1:{peer}?name=m4&datacenter=dc4")], None)
-        .await
-        .unwrap();
+    let joiner = common::joiner(&cluster, "m4", "dc4", "");
+    let _m4 = common::serve(&joiner.config, &joiner.log);
+    let added = c.member_add([joiner.add_url.clone()], None).await.unwrap();
     let m4_id = added.member().unwrap().id();
     let removed = c.member_remove(burned_id).await.unwrap();
     let names: Vec<String> = removed.members().iter().map(|m| m.name().to_string()).collect();
@@ -600,7 +587,7 @@ async fn a_burned_datacenter_is_replaced_while_clients_write() {
         acked.len()
     );
     // The new member holds every acknowledged write.
-    let mut fresh = common::connect(&[format!("http://127.0.0.1:{client}")]).await;
+    let mut fresh = common::connect(&[format!("http://127.0.0.1:{}", joiner.client_port)]).await;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let got = fresh

@@ -32,6 +32,9 @@ pub struct Options {
     pub bin: Option<PathBuf>,
     /// Extra environment of every member, such as `FAILPOINTS`.
     pub env: Vec<(String, String)>,
+    /// Top-level TOML lines added to every member's config, such as
+    /// `leader_priority = ["dc2"]`.
+    pub extra_config: String,
 }
 
 impl Default for Options {
@@ -44,6 +47,7 @@ impl Default for Options {
             quota_bytes: None,
             bin: None,
             env: Vec::new(),
+            extra_config: String::new(),
         }
     }
 }
@@ -103,6 +107,9 @@ fn write_config(member: &Member, all: &[(String, String, u16, u16)], opts: &Opti
     );
     if let Some(q) = opts.quota_bytes {
         text = format!("quota_backend_bytes = {q}\n{text}");
+    }
+    if !opts.extra_config.is_empty() {
+        text = format!("{}\n{text}", opts.extra_config);
     }
     for (name, dc, client, peer) in all {
         text.push_str(&format!(
@@ -384,6 +391,42 @@ impl Drop for KillOnDrop {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+/// A member that joins a running cluster, named in its peer URL (the
+/// `?name=&datacenter=` shortcut of MemberAdd).
+pub struct Joiner {
+    pub config: PathBuf,
+    pub log: PathBuf,
+    pub client_port: u16,
+    pub peer_port: u16,
+    /// The peer URL to give MemberAdd.
+    pub add_url: String,
+}
+
+/// Writes the config of `name` in `dc` joining `cluster` (with `extra`
+/// top-level lines) and picks its ports; the caller adds and starts it.
+pub fn joiner(cluster: &Cluster, name: &str, dc: &str, extra: &str) -> Joiner {
+    let (client, peer) = (free_port(), free_port());
+    let dir = cluster.dir.path();
+    let config = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &config,
+        format!(
+            "name = \"{name}\"\ndatacenter = \"{dc}\"\ndata_dir = \"{}\"\nlisten_client = \"127.0.0.1:{client}\"\nlisten_peer = \"127.0.0.1:{peer}\"\ninitial_cluster_state = \"existing\"\n{extra}\n[raft]\nheartbeat_interval_ms = {}\nelection_timeout_ms = {}\n[[initial_cluster]]\nname = \"{name}\"\npeer_url = \"http://127.0.0.1:{peer}\"\nclient_url = \"http://127.0.0.1:{client}\"\ndatacenter = \"{dc}\"\n",
+            dir.join(name).display(),
+            cluster.opts.heartbeat_ms,
+            cluster.opts.election_ms,
+        ),
+    )
+    .unwrap();
+    Joiner {
+        config,
+        log: dir.join(format!("{name}.log")),
+        client_port: client,
+        peer_port: peer,
+        add_url: format!("http://127.0.0.1:{peer}?name={name}&datacenter={dc}"),
     }
 }
 
