@@ -31,6 +31,7 @@ pub mod error;
 mod events;
 pub mod hash;
 pub mod lease;
+mod persistent;
 pub mod revisions;
 pub mod store;
 mod txn;

@@ -18,7 +18,7 @@
 //!   live record of version 0) rather than build a store that breaks the
 //!   invariants of [`crate::store`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use bytes::Bytes;
 
@@ -195,7 +195,7 @@ impl Store {
                 .records
                 .push(record);
         }
-        let mut granted: BTreeMap<i64, Lease> = BTreeMap::new();
+        let mut granted: imbl::OrdMap<i64, Lease> = imbl::OrdMap::new();
         for (id, ttl) in leases {
             if id == 0 {
                 return Err(ImportError::BadLease(id));

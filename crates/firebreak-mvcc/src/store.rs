@@ -14,10 +14,11 @@
 //! - The store is deterministic: the same commands applied in the same order
 //!   give the same state on every replica.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::ops::Bound;
 
 use bytes::Bytes;
+use imbl::OrdMap;
 use serde::{Deserialize, Serialize};
 
 use crate::error::KvError;
@@ -62,19 +63,27 @@ impl KeyHistory {
 }
 
 /// The key-value state of one replica.
+///
+/// Its maps are persistent (copy-on-write B-trees): a clone costs O(1) and
+/// shares every node until one side changes it, so a snapshot is taken
+/// from a clone made in an instant under the replica's lock and encoded
+/// while writes go on. They serialize exactly as `BTreeMap`s do.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Store {
-    pub(crate) keys: BTreeMap<Bytes, KeyHistory>,
+    #[serde(with = "crate::persistent")]
+    pub(crate) keys: OrdMap<Bytes, KeyHistory>,
     /// Revision of the last change.
     pub(crate) current: i64,
     /// Revision of the last compaction; -1 before the first one (as etcd).
     pub(crate) compacted: i64,
     /// Leases that exist, with the keys attached to each; puts naming any
     /// other lease are refused.
-    pub(crate) leases: BTreeMap<i64, Lease>,
+    #[serde(with = "crate::persistent")]
+    pub(crate) leases: OrdMap<i64, Lease>,
     /// The keys written at each revision not yet compacted, in the order
     /// of their writes (etcd's sub-revisions): the source of watch events.
-    pub(crate) revision_log: BTreeMap<i64, Vec<Bytes>>,
+    #[serde(with = "crate::persistent")]
+    pub(crate) revision_log: OrdMap<i64, Vec<Bytes>>,
     /// Raised alarms: (member id, alarm type).
     pub(crate) alarms: BTreeSet<(u64, AlarmType)>,
     /// Approximate bytes held by all records, kept up to date on every
@@ -88,11 +97,11 @@ pub(crate) const RECORD_OVERHEAD: u64 = 48;
 impl Default for Store {
     fn default() -> Self {
         Store {
-            keys: BTreeMap::new(),
+            keys: OrdMap::new(),
             current: 1,
             compacted: -1,
-            leases: BTreeMap::new(),
-            revision_log: BTreeMap::new(),
+            leases: OrdMap::new(),
+            revision_log: OrdMap::new(),
             alarms: BTreeSet::new(),
             size: 0,
         }
@@ -145,7 +154,7 @@ impl Store {
     ) -> impl Iterator<Item = (&'a Bytes, &'a Record)> + 'a {
         key_bounds(key, range_end)
             .into_iter()
-            .flat_map(move |bounds| self.keys.range::<[u8], _>(bounds))
+            .flat_map(move |bounds| self.keys.range::<_, [u8]>(bounds))
             .filter_map(move |(k, h)| h.at(rev).map(|r| (k, r)))
     }
 
@@ -294,16 +303,32 @@ impl Store {
         if rev > self.current {
             return Err(KvError::FutureRevision);
         }
-        self.keys.retain(|_, history| {
+        // Only keys with something to drop are touched (and copied, if a
+        // snapshot still shares them).
+        let first_kept = |history: &KeyHistory| {
             let idx = history.records.partition_point(|r| r.mod_revision <= rev);
-            let keep_from = match idx.checked_sub(1) {
+            match idx.checked_sub(1) {
                 Some(last) if history.records[last].is_tombstone() => idx,
                 Some(last) => last,
                 None => 0,
+            }
+        };
+        let touched: Vec<Bytes> = self
+            .keys
+            .iter()
+            .filter(|(_, history)| first_kept(history) > 0)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in touched {
+            let Some(history) = self.keys.get_mut(&key) else {
+                continue;
             };
+            let keep_from = first_kept(history);
             history.records.drain(..keep_from);
-            !history.records.is_empty()
-        });
+            if history.records.is_empty() {
+                self.keys.remove(&key);
+            }
+        }
         self.size = self
             .keys
             .iter()
@@ -315,7 +340,11 @@ impl Store {
             })
             .sum();
         // etcd still serves watches from the compaction revision itself.
-        self.revision_log = self.revision_log.split_off(&rev);
+        let (_, at, mut after) = self.revision_log.split_lookup(&rev);
+        if let Some(keys) = at {
+            after.insert(rev, keys);
+        }
+        self.revision_log = after;
         self.compacted = rev;
         Ok(CompactResponse { revision: self.current })
     }
@@ -368,7 +397,14 @@ impl Store {
             return Vec::new();
         };
         let mut deleted: Vec<KeyValue> = Vec::new();
-        for (k, history) in self.keys.range_mut::<[u8], _>(bounds) {
+        let live: Vec<Bytes> = self
+            .keys
+            .range::<_, [u8]>(bounds)
+            .filter(|(_, history)| history.latest().is_some())
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in &live {
+            let Some(history) = self.keys.get_mut(k) else { continue };
             if let Some(prev) = history.latest() {
                 deleted.push(to_kv(k, prev));
                 self.revision_log.entry(rev).or_default().push(k.clone());

@@ -175,12 +175,12 @@ impl Node {
 
     /// A backup of this replica in etcd's snapshot format (a bbolt
     /// database in etcd's schema, then its SHA-256): the state as of the
-    /// last applied entry. The replica is held only while its records are
-    /// copied out (keys and values are shared, not copied); the file is
-    /// laid out after.
+    /// last applied entry. The replica is held only for an instant, while
+    /// a copy-on-write view of it is taken; its records are copied out and
+    /// the file laid out from that view while writes go on.
     pub fn backup(&self) -> Vec<u8> {
         let contents = {
-            let replica = self.replica.read().expect("replica lock");
+            let replica = self.replica.read().expect("replica lock").clone();
             let position = firebreak_snapshot::Position {
                 consistent_index: replica.last_applied.map_or(0, |l| l.index),
                 term: replica.last_applied.map_or(0, |l| l.leader_id.term),

@@ -49,8 +49,9 @@ use crate::types::{Applied, Entry, LogId, SnapshotMeta, StorageError, StoredMemb
 
 const SNAPSHOT_FILE: &str = "snapshot.bin";
 
-/// The applied state of this node.
-#[derive(Debug, Default, Serialize, Deserialize)]
+/// The applied state of this node. A clone is cheap: the store's maps are
+/// persistent (see [`Store`]).
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct Replica {
     pub store: Store,
     pub last_applied: Option<LogId>,
@@ -288,7 +289,9 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     /// that the file does not cover.
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
         let (meta, bytes) = {
-            let replica = self.replica.read().expect("replica lock");
+            // A copy-on-write view, taken in an instant: writes go on
+            // applying while it is encoded.
+            let replica = self.replica.read().expect("replica lock").clone();
             let last = replica.last_applied;
             let meta = SnapshotMeta {
                 last_log_id: last,
@@ -300,7 +303,12 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
                     self.serial
                 ),
             };
-            let bytes = bincode::serialize(&(&meta, &*replica)).map_err(|e| snap_err(ErrorVerb::Write, e))?;
+            // Encoding a large store takes a while: off the async workers.
+            let encode_meta = meta.clone();
+            let bytes = tokio::task::spawn_blocking(move || bincode::serialize(&(&encode_meta, &replica)))
+                .await
+                .map_err(|e| snap_err(ErrorVerb::Write, std::io::Error::other(e.to_string())))?
+                .map_err(|e| snap_err(ErrorVerb::Write, e))?;
             (meta, bytes)
         };
         #[cfg(test)]
@@ -308,10 +316,14 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             let _ = captured.send(());
             let _ = resume.await;
         }
-        let replaced = self
-            .slot
-            .replace_if_newer(meta.last_log_id, &bytes)
-            .map_err(|e| snap_err(ErrorVerb::Write, e))?;
+        let (slot, last) = (self.slot.clone(), meta.last_log_id);
+        let (replaced, bytes) = tokio::task::spawn_blocking(move || {
+            let replaced = slot.replace_if_newer(last, &bytes);
+            (replaced, bytes)
+        })
+        .await
+        .map_err(|e| snap_err(ErrorVerb::Write, std::io::Error::other(e.to_string())))?;
+        let replaced = replaced.map_err(|e| snap_err(ErrorVerb::Write, e))?;
         if replaced {
             tracing::info!(snapshot_id = %meta.snapshot_id, bytes = bytes.len(), "snapshot built");
             return Ok(Snapshot {
@@ -457,6 +469,7 @@ mod tests {
     use super::*;
     use firebreak_mvcc::{PutRequest, WriteCommand};
     use openraft::CommittedLeaderId;
+    use std::time::{Duration, Instant};
     use tokio::sync::oneshot;
 
     fn log_id(index: u64) -> LogId {
@@ -548,6 +561,44 @@ mod tests {
         assert_eq!(current.meta, newer_meta);
         drop(sm);
         assert_eq!(reopened_last_applied(dir.path()).await, Some(log_id(10)));
+    }
+
+    /// Issue 14: a snapshot must not stop writes. While a snapshot of a
+    /// large store is built, a writer applies one put after another; the
+    /// longest of those applies is a small part of the build. Encoding the
+    /// store under the replica's lock (as before the copy-on-write view)
+    /// held one apply for most of the build.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn writes_go_on_while_a_snapshot_of_a_large_store_is_built() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut sm = StateMachine::open(dir.path()).expect("open");
+        const KEYS: u64 = 300_000;
+        for from in (1..=KEYS).step_by(10_000) {
+            let entries = (from..from + 10_000).map(|i| Entry {
+                log_id: log_id(i),
+                payload: EntryPayload::Normal(put(i, 200)),
+            });
+            sm.apply(entries).await.expect("apply");
+        }
+        let mut builder = sm.get_snapshot_builder().await;
+        let started = Instant::now();
+        let build = tokio::spawn(async move { builder.build_snapshot().await });
+        let (mut longest, mut applied, mut next) = (Duration::ZERO, 0u64, KEYS + 1);
+        while !build.is_finished() {
+            let t = Instant::now();
+            apply_puts(&mut sm, next, next).await;
+            longest = longest.max(t.elapsed());
+            applied += 1;
+            next += 1;
+        }
+        let built = build.await.expect("build task").expect("build");
+        let took = started.elapsed();
+        eprintln!("build of {KEYS} keys took {took:?}; {applied} puts applied meanwhile, the longest in {longest:?}");
+        assert!(built.meta.last_log_id.is_some_and(|l| l.index >= KEYS));
+        assert!(
+            longest < took / 4,
+            "an apply waited {longest:?} during a snapshot build of {took:?}: the build stops writes"
+        );
     }
 
     /// Builders on several threads and an installer write at once: every
