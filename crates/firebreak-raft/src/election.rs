@@ -66,6 +66,24 @@ pub struct PreVoteRequest {
     pub last_log_id: Option<LogId>,
 }
 
+/// What the election timer learned, for the member's reports.
+#[derive(Debug, Default)]
+pub(crate) struct ElectionState {
+    leader_silent: std::sync::atomic::AtomicBool,
+}
+
+impl ElectionState {
+    fn set_leader_silent(&self, silent: bool) {
+        self.leader_silent.store(silent, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether this member's leader has been silent for an election
+    /// timeout (it then reports no leader).
+    pub fn leader_silent(&self) -> bool {
+        self.leader_silent.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
 /// The election timer's settings.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ElectionTiming {
@@ -97,6 +115,16 @@ struct VoteView {
 }
 
 impl Node {
+    /// The leader this member relies on: openraft's current leader, unless
+    /// it has been silent for an election timeout.
+    pub fn known_leader(&self) -> Option<NodeId> {
+        let m = self.raft.metrics().borrow().clone();
+        if m.state != ServerState::Leader && self.election_state.leader_silent() {
+            return None;
+        }
+        m.current_leader
+    }
+
     async fn vote_view(&self) -> Option<VoteView> {
         self.raft
             .with_raft_state(|st| VoteView {
@@ -188,13 +216,25 @@ pub(crate) async fn run(node: Weak<Node>) {
         let m = node.raft.metrics().borrow().clone();
         let configs = m.membership_config.membership().get_joint_config().clone();
         let voters: BTreeSet<NodeId> = configs.iter().flatten().copied().collect();
-        if m.state == ServerState::Leader || !voters.contains(&node.id) {
+        if m.state == ServerState::Leader {
+            node.election_state.set_leader_silent(false);
             next_wait = None;
             last_attempt = Instant::now();
             continue;
         }
         let Some(view) = node.vote_view().await else { return };
         let timeout = node.effective_election_timeout(&voters);
+        // A member that has not heard from its leader for an election
+        // timeout no longer reports one (etcd's pre-candidate forgets its
+        // leader too): `etcd_server_has_leader`, /health and Status say so.
+        let heard = view.committed && view.utime.is_some_and(|t| t.elapsed() < timeout);
+        node.election_state
+            .set_leader_silent(!heard && started.elapsed() >= timeout);
+        if !voters.contains(&node.id) {
+            next_wait = None;
+            last_attempt = Instant::now();
+            continue;
+        }
         // A new random wait for each round, as Raft's randomized timer.
         let wait = *next_wait.get_or_insert_with(|| {
             let ms = timeout.as_millis() as u64;

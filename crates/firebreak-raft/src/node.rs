@@ -133,6 +133,8 @@ pub struct Node {
     pub(crate) election: crate::election::ElectionTiming,
     /// The log's last entry, for pre-votes.
     pub(crate) log_tail: crate::log_store::LogReader,
+    /// What the election timer learned ([`crate::election`]).
+    pub(crate) election_state: crate::election::ElectionState,
     /// How this member makes and checks auth tokens.
     pub(crate) tokens: crate::auth::Tokens,
     /// Which log entries are on disk here.
@@ -277,6 +279,7 @@ impl Node {
             allocated,
             election,
             log_tail,
+            election_state: Default::default(),
         });
         let server = tokio::spawn(serve_peers(listener, Arc::downgrade(&node), peer_tls));
         let expiry = tokio::spawn(crate::leases::expire_leases(Arc::downgrade(&node)));
@@ -637,7 +640,7 @@ impl Node {
                 revision,
                 raft_term: metrics.current_term,
             },
-            leader: metrics.current_leader,
+            leader: self.known_leader(),
             raft_index: metrics.last_log_index.unwrap_or(0),
             raft_applied_index: metrics.last_applied.map_or(0, |l| l.index),
             // As etcd's database file, the allocated size keeps the high

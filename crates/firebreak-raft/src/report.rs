@@ -237,7 +237,7 @@ impl Node {
             domains: me.map(|c| c.domains.clone()).unwrap_or_default(),
             role: Role::of(m.state),
             term: m.current_term,
-            leader: m.current_leader,
+            leader: self.known_leader(),
             leader_has_quorum: leading.then(|| self.serving_term().is_some()),
             last_log_index,
             durable_index: self.durability.durable_through(last_log_index),
