@@ -20,7 +20,8 @@
 # 5. writes the tables (medians over rounds, Firebreak/etcd ratios) into
 #    docs/benchmarks.md between the GENERATED markers.
 #
-# Both stores: three members, heartbeat 100 ms, election timeout 1000 ms,
+# Both stores: three members, heartbeat 100 ms, election timeout
+# ELECTION_MS (default 500, Firebreak's default; etcd gets the same),
 # fsync before a write counts (etcd's default; Firebreak always). The same
 # client (`firebreak bench`, one process per workload) loads both.
 #
@@ -38,6 +39,7 @@ VALUE_SIZE=${VALUE_SIZE:-256}
 LOAD_KEYS=${LOAD_KEYS:-1000000}
 NETS=${NETS:-"loopback wan"}
 RTT=${RTT:-4ms}
+ELECTION_MS=${ELECTION_MS:-500}
 WAN_PREFIX=${WAN_PREFIX:-10.213}
 OUT=${OUT:-$ROOT/docs/benchmarks.md}
 ETCD=${ETCD:-etcd}
@@ -105,7 +107,7 @@ $BIN bench --fsync-probe --fsync-dir "$WORK/data" --fsync-count 500 --json > "$R
   echo "firebreak=$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)$(cd "$ROOT" && git diff --quiet 2>/dev/null || echo '+changes')"
   echo "load_before=$(cut -d' ' -f1-3 /proc/loadavg)"
   echo "date=$(date -u +%Y-%m-%dT%H:%MZ)"
-  echo "rounds=$ROUNDS duration=$DURATION warmup=$WARMUP keys=$KEYS value_size=$VALUE_SIZE rtt=$RTT"
+  echo "rounds=$ROUNDS duration=$DURATION warmup=$WARMUP keys=$KEYS value_size=$VALUE_SIZE rtt=$RTT election_ms=$ELECTION_MS"
 } > "$RESULTS/machine.txt"
 
 # --- clusters -------------------------------------------------------------
@@ -154,7 +156,7 @@ start_etcd() {
       --listen-peer-urls "http://$(member_listen $i peer)" \
       --initial-advertise-peer-urls "$(member_peer_url $i)" \
       --initial-cluster "$cluster" --initial-cluster-state new --initial-cluster-token fb-bench \
-      --heartbeat-interval 100 --election-timeout 1000 \
+      --heartbeat-interval 100 --election-timeout "$ELECTION_MS" \
       --logger zap --log-level warn > "$LOGS/$LOG_TAG-e$i.log" 2>&1 &
     PIDS+=($!); MEMBER_PIDS+=($!)
   done
@@ -174,7 +176,7 @@ start_firebreak() {
       echo
       echo "[raft]"
       echo "heartbeat_interval_ms = 100"
-      echo "election_timeout_ms = 1000"
+      echo "election_timeout_ms = $ELECTION_MS"
       for j in 1 2 3; do
         echo
         echo "[[initial_cluster]]"

@@ -83,6 +83,7 @@ def summary(rs):
         "relay_cpu_us": median([per_op_us(r.get("relay_cpu_seconds", 0), r["ops"]) for r in rs]),
         "relay_cores": median([r.get("relay_cpu_seconds", 0) / r["seconds"] for r in rs if r["seconds"]]),
         "conflicts": sum(r.get("cas_conflicts", 0) for r in rs),
+        "elections": sum(r.get("elections") or 0 for r in rs),
         "misses": sum(r.get("misses", 0) for r in rs),
         "rate": rs[0].get("rate"),
     }
@@ -126,7 +127,7 @@ def main():
     w(f"| kernel | {m.get('kernel')} |")
     w(f"| disk | {m.get('disk')}; write 4 KiB + fdatasync: p50 {fsync_p50:.3f} ms, p99 {fsync['p99'] / 1000:.3f} ms (`firebreak bench --fsync-probe`, 500 writes) |")
     w(f"| load average before / after | {m.get('load_before')} / {m.get('load_after', '?')} (other work shares this machine) |")
-    w(f"| settings | {m.get('rounds')} rounds, each workload {m.get('duration')} after {m.get('warmup')} warm-up; {m.get('keys')} keys, {m.get('value_size')}-byte values |")
+    w(f"| settings | {m.get('rounds')} rounds, each workload {m.get('duration')} after {m.get('warmup')} warm-up; {m.get('keys')} keys, {m.get('value_size')}-byte values; election timeout {m.get('election_ms', '1000')} ms |")
     w("")
 
     verdicts = []
@@ -138,8 +139,8 @@ def main():
         w("")
         w("Medians over rounds. Ratio = Firebreak / etcd (above 1 is better for ops/s, below 1 is better for latency).")
         w("")
-        w("| workload | etcd ops/s | Firebreak ops/s | ratio | p50 ms etcd / FB | p99 ms etcd / FB | p99 ratio | p99.9 ms etcd / FB | max ms etcd / FB | errors etcd / FB |")
-        w("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        w("| workload | etcd ops/s | Firebreak ops/s | ratio | p50 ms etcd / FB | p99 ms etcd / FB | p99 ratio | p99.9 ms etcd / FB | max ms etcd / FB | errors etcd / FB | elections etcd / FB |")
+        w("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
         table = {}
         for name, label in WORKLOADS:
             e = summary(runs(results, net, "etcd", name))
@@ -153,7 +154,7 @@ def main():
                 f"| {label} | {fmt(e['ops'])} | {fmt(f['ops'])} | {ratio(f['ops'], e['ops'])} "
                 f"| {fmt(e['p50'], 2)} / {fmt(f['p50'], 2)} | {fmt(e['p99'], 2)} / {fmt(f['p99'], 2)} | {ratio(f['p99'], e['p99'])} "
                 f"| {fmt(e['p999'], 1)} / {fmt(f['p999'], 1)} | {fmt(e['max'], 1)} / {fmt(f['max'], 1)} "
-                f"| {e['errors']} / {f['errors']} |"
+                f"| {e['errors']} / {f['errors']} | {e['elections']} / {f['elections']} |"
             )
         w("")
         w("CPU per operation (µs, medians): the servers' three processes together, the load generator, and on the WAN network the relay.")

@@ -240,18 +240,23 @@ impl Conn {
         }
     }
 
-    /// `(this member's id, the leader's id as this member sees it)`.
-    pub async fn status(&mut self) -> Result<(u64, u64), OpError> {
+    /// `(this member's id, the leader's id as this member sees it, its
+    /// Raft term)`.
+    pub async fn status(&mut self) -> Result<(u64, u64, u64), OpError> {
         match self {
             Conn::Tonic(raw) => {
                 let resp: PbStatusResponse = raw
                     .unary("/etcdserverpb.Maintenance/Status", PbStatusRequest::default())
                     .await?;
-                Ok((resp.header.map_or(0, |h| h.member_id), resp.leader))
+                Ok((resp.header.map_or(0, |h| h.member_id), resp.leader, resp.raft_term))
             }
             Conn::EtcdClient(client) => {
                 let resp = client.status().await?;
-                Ok((resp.header().map_or(0, |h| h.member_id()), resp.leader()))
+                Ok((
+                    resp.header().map_or(0, |h| h.member_id()),
+                    resp.leader(),
+                    resp.raft_term(),
+                ))
             }
         }
     }

@@ -77,6 +77,11 @@ pub struct Report {
     pub misses: u64,
     /// Compare-and-sets whose compare failed (another client won).
     pub cas_conflicts: u64,
+    /// Elections during the run, warm-up included: how far the highest
+    /// Raft term the members report grew (`null`: no member answered
+    /// Status before or after). A store whose timeouts are too short for
+    /// the load shows needless elections here.
+    pub elections: Option<u64>,
     /// CPU seconds (user + system) the load generator itself used while
     /// measuring: it shares the machine with the servers.
     pub client_cpu_seconds: f64,
@@ -147,6 +152,9 @@ impl Report {
             let _ = writeln!(t, "  compare-and-set conflicts: {}", self.cas_conflicts);
         }
         let _ = writeln!(t, "  errors: {}", self.errors);
+        if let Some(n) = self.elections {
+            let _ = writeln!(t, "  elections during the run: {n}");
+        }
         for (kind, n) in &self.errors_by_kind {
             let sample = self.error_samples.get(kind).map(String::as_str).unwrap_or("");
             let _ = writeln!(t, "    {kind}: {n}  (e.g. {sample})");

@@ -165,12 +165,28 @@ async fn find_leader(kind: ClientKind, urls: &[String]) -> Result<String, BenchE
             }
         };
         match answer {
-            Ok((member, leader)) if member != 0 && member == leader => return Ok(url.clone()),
-            Ok((member, leader)) => seen.push(format!("{url}: member {member:x}, leader {leader:x}")),
+            Ok((member, leader, _)) if member != 0 && member == leader => return Ok(url.clone()),
+            Ok((member, leader, _)) => seen.push(format!("{url}: member {member:x}, leader {leader:x}")),
             Err(e) => seen.push(format!("{url}: {}: {}", e.kind, e.message)),
         }
     }
     Err(BenchError::NoLeader(seen.join("; ")))
+}
+
+/// The highest Raft term any of `urls` reports (`None`: none answered).
+/// Terms only grow, by one per election: the difference over a run counts
+/// the elections during it.
+async fn highest_term(kind: ClientKind, urls: &[String]) -> Option<u64> {
+    let mut highest = None;
+    for url in urls {
+        let Ok(mut conn) = Conn::connect(kind, url, CONNECT_TIMEOUT).await else {
+            continue;
+        };
+        if let Ok(Ok((_, _, term))) = tokio::time::timeout(CONNECT_TIMEOUT, conn.status()).await {
+            highest = highest.max(Some(term));
+        }
+    }
+    highest
 }
 
 /// CPU seconds (user + system) used by this process so far.
@@ -205,6 +221,7 @@ pub async fn run(args: &BenchArgs) -> Result<Report, BenchError> {
     });
     let workload = Arc::new(Workload::new(args, seed));
 
+    let term_before = highest_term(args.client, &urls).await;
     let cpu_before = cpu_seconds();
     let start = Instant::now();
     let plan = Arc::new(Plan {
@@ -232,6 +249,7 @@ pub async fn run(args: &BenchArgs) -> Result<Report, BenchError> {
         stats.merge(handle.await.expect("a client task panicked"));
     }
     let client_cpu_seconds = cpu_seconds() - cpu_before;
+    let term_after = highest_term(args.client, &urls).await;
 
     let window_end = match (plan.end, stats.last_answer) {
         (Some(end), Some(last)) => end.min(last.max(plan.measure_from)),
@@ -267,6 +285,10 @@ pub async fn run(args: &BenchArgs) -> Result<Report, BenchError> {
         errors_by_kind: stats.errors,
         error_samples: stats.samples,
         misses: stats.misses,
+        elections: match (term_before, term_after) {
+            (Some(before), Some(after)) => Some(after.saturating_sub(before)),
+            _ => None,
+        },
         cas_conflicts: stats.conflicts,
         client_cpu_seconds,
     })

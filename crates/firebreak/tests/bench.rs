@@ -43,6 +43,8 @@ async fn bench_ok(args: &[&str]) -> Value {
     }
     assert!(report["latency_us"]["p50"].as_u64() <= report["latency_us"]["max"].as_u64());
     assert!(report["ops_per_sec"].as_f64().unwrap() > 0.0, "{report}");
+    // The members answered Status before and after: elections are counted.
+    assert!(report["elections"].as_u64().is_some(), "elections: {report}");
     report
 }
 
