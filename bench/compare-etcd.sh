@@ -126,6 +126,15 @@ member_peer_url() { # i -> the URL the other members use
   if [ "$NET" = loopback ]; then echo "http://$(member_listen "$1" peer)"; else echo "http://$WAN_PREFIX.$1.1:2380"; fi
 }
 endpoints() { echo "$(member_listen 1 client),$(member_listen 2 client),$(member_listen 3 client)"; }
+# The client URL of the member that says it leads.
+leader_endpoint() {
+  ETCDCTL_API=3 etcdctl --endpoints "$(endpoints)" endpoint status -w json |
+    python3 -c 'import json,sys
+for s in json.load(sys.stdin):
+    st = s["Status"]
+    if st["header"]["member_id"] == st["leader"]:
+        print(s["Endpoint"]); break'
+}
 in_ns() { # i cmd... : becomes cmd, in member i's namespace on "wan" (so $! is its pid)
   local i=$1; shift
   if [ "$NET" = loopback ]; then exec "$@"; else exec ip netns exec "fbb$i" "$@"; fi
@@ -338,6 +347,23 @@ memory() {
       > "$RESULTS/loaded-put-64-$system.json" || true
     sleep 2
     local rss2 hwm2; rss2=$(rss_kib VmRSS "${MEMBER_PIDS[@]}"); hwm2=$(rss_kib VmHWM "${MEMBER_PIDS[@]}")
+    # The same writes while the leader writes a snapshot of the whole store
+    # (`etcdctl snapshot save`, etcd's format from both): a snapshot must
+    # not stop writes.
+    $NICE $BIN bench --endpoints "$(endpoints)" --target leader --op put --clients 64 --conns 8 \
+      --keys "$LOAD_KEYS" --value-size "$VALUE_SIZE" --duration 12s --warmup 1s --json \
+      > "$RESULTS/loaded-snapshot-put-64-$system.json" &
+    local load_pid=$! leader snap_start snap_end
+    sleep 4
+    leader=$(leader_endpoint)
+    snap_start=$(date +%s.%N)
+    ETCDCTL_API=3 etcdctl --endpoints "$leader" --command-timeout=120s snapshot save "$WORK/snapshot-$system.db" \
+      > "$LOGS/snapshot-$system.log" 2>&1 || log "  $system: snapshot save failed: $(tail -1 "$LOGS/snapshot-$system.log")"
+    snap_end=$(date +%s.%N)
+    wait "$load_pid" || true
+    echo "{\"system\":\"$system\",\"snapshot_seconds\":$(awk -v a="$snap_start" -v b="$snap_end" 'BEGIN {printf "%.2f", b - a}'),\"snapshot_bytes\":$(stat -c %s "$WORK/snapshot-$system.db" 2>/dev/null || echo 0)}" \
+      > "$RESULTS/snapshot-$system.json"
+    rm -f "$WORK/snapshot-$system.db"
     local disk; disk=$(du -sk "$dir" | cut -f1)
     local anon file; anon=$(rss_kib RssAnon "${MEMBER_PIDS[@]}"); file=$(rss_kib RssFile "${MEMBER_PIDS[@]}")
     echo "{\"system\":\"$system\",\"keys\":$LOAD_KEYS,\"idle_rss_kib\":$idle,\"rss_kib\":$rss,\"hwm_kib\":$hwm,\"rss_anon_after_writes_kib\":$anon,\"rss_file_after_writes_kib\":$file,\"rss_after_writes_kib\":$rss2,\"hwm_after_writes_kib\":$hwm2,\"disk_kib\":$disk,\"load_seconds\":$(awk -v a="$start" -v b="$end" 'BEGIN {printf "%.2f", b - a}')}" \
