@@ -72,6 +72,13 @@ pub struct RawConfig {
     /// Promote a learner to voter automatically once it has caught up, when
     /// the topology rule allows the larger voter set. Default false.
     pub auto_promote_learners: Option<bool>,
+    /// With `auto_promote_learners`: how many voters the leader grows the
+    /// voter set to on its own. Default: no limit (every caught-up learner).
+    pub voters: Option<usize>,
+    /// With `auto_promote_learners`: a voter the leader has not heard from
+    /// for this long is replaced by a caught-up learner (one membership
+    /// change; the old voter stays as a learner). Default: never.
+    pub replace_unreachable_voter_after_ms: Option<u64>,
 }
 
 /// Where the leader should live and how the voter set grows by itself.
@@ -81,6 +88,10 @@ pub struct Placement {
     pub leader_priority: Vec<String>,
     pub failback_after: Duration,
     pub auto_promote_learners: bool,
+    /// The voter count that promotions stop at (`None`: no limit).
+    pub voters: Option<usize>,
+    /// How long a voter may be unreachable before a learner replaces it.
+    pub replace_unreachable_voter_after: Option<Duration>,
 }
 
 /// [`RawConfig::leader_failback_after_ms`] unless configured.
@@ -301,6 +312,8 @@ impl RawConfig {
             leader_priority: self.leader_priority.clone(),
             failback_after_ms: self.leader_failback_after_ms,
             auto_promote_learners: self.auto_promote_learners,
+            voters: self.voters,
+            replace_after_ms: self.replace_unreachable_voter_after_ms,
         };
         let mut names = BTreeSet::new();
         let mut peers = BTreeSet::new();
@@ -418,6 +431,8 @@ struct PlacementRaw {
     leader_priority: Vec<String>,
     failback_after_ms: Option<u64>,
     auto_promote_learners: Option<bool>,
+    voters: Option<usize>,
+    replace_after_ms: Option<u64>,
 }
 
 impl PlacementRaw {
@@ -447,10 +462,36 @@ impl PlacementRaw {
                 "must be positive: without it a flapping link would bounce the leader",
             ));
         }
+        let auto = self.auto_promote_learners.unwrap_or(false);
+        if !auto && (self.voters.is_some() || self.replace_after_ms.is_some()) {
+            return Err(invalid(
+                "auto_promote_learners",
+                "false",
+                "voters and replace_unreachable_voter_after_ms act through automatic promotion: set auto_promote_learners = true",
+            ));
+        }
+        if let Some(n) = self.voters {
+            if n < 3 {
+                return Err(invalid(
+                    "voters",
+                    n.to_string(),
+                    "must be at least 3: fewer voters cannot span three datacenters",
+                ));
+            }
+        }
+        if self.replace_after_ms == Some(0) {
+            return Err(invalid(
+                "replace_unreachable_voter_after_ms",
+                "0",
+                "must be positive: a voter is never replaced for one missed heartbeat",
+            ));
+        }
         Ok(Placement {
             leader_priority: self.leader_priority,
             failback_after: Duration::from_millis(failback),
-            auto_promote_learners: self.auto_promote_learners.unwrap_or(false),
+            auto_promote_learners: auto,
+            voters: self.voters,
+            replace_unreachable_voter_after: self.replace_after_ms.map(Duration::from_millis),
         })
     }
 }
@@ -529,6 +570,25 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("leader_failback_after_ms"));
+
+        let mut raw = three();
+        raw.voters = Some(3);
+        assert!(raw
+            .clone()
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("auto_promote_learners = true"));
+        raw.auto_promote_learners = Some(true);
+        raw.replace_unreachable_voter_after_ms = Some(30_000);
+        let c = raw.clone().validate().unwrap();
+        assert_eq!(c.placement.voters, Some(3));
+        assert_eq!(
+            c.placement.replace_unreachable_voter_after,
+            Some(Duration::from_secs(30))
+        );
+        raw.voters = Some(2);
+        assert!(raw.validate().unwrap_err().to_string().contains("at least 3"));
     }
 
     #[test]

@@ -320,7 +320,7 @@ impl Node {
 
 /// The topology rule for the voter set `voters`, with the failure domains
 /// `nodes` gives them.
-fn check_voters(voters: &BTreeSet<NodeId>, nodes: &BTreeMap<NodeId, Member>) -> Result<(), MembershipError> {
+pub(crate) fn check_voters(voters: &BTreeSet<NodeId>, nodes: &BTreeMap<NodeId, Member>) -> Result<(), MembershipError> {
     let named: Vec<(&str, &Domains)> = voters
         .iter()
         .filter_map(|id| nodes.get(id).map(|m| (m.name.as_str(), &m.domains)))

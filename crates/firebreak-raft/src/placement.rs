@@ -9,9 +9,16 @@
 //!   etcd has nothing like it; CockroachDB's lease preferences and TiKV's
 //!   leader rules are the model.
 //! - **Learner promotion** (`auto_promote_learners`): the leader promotes a
-//!   learner once it holds everything the leader had applied a moment
-//!   before and the topology rule allows the larger voter set (the same
-//!   checks as `etcdctl member promote`).
+//!   learner once it holds everything the leader had applied and the
+//!   topology rule allows the larger voter set (the same checks as
+//!   `etcdctl member promote`), up to `voters` voters.
+//! - **Voter replacement** (`replace_unreachable_voter_after_ms`, with
+//!   promotion on): a voter the leader has not heard from for that long
+//!   is swapped for a caught-up learner in one membership change (a learner
+//!   in the same datacenter first), if the topology rule allows the new
+//!   voter set; the old voter stays a learner and catches up when it
+//!   returns. So a learner standing by in each datacenter replaces a burned
+//!   member without a person, and the cluster can lose another.
 //!
 //! Only the leader acts, and only while it serves ([`Node::serving_term`]):
 //! a leader cut off from its quorum moves nothing.
@@ -21,11 +28,13 @@
 //! that the target wins because it is caught up, and a promotion is an
 //! ordinary joint-consensus membership change.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Weak;
 use std::time::{Duration, Instant};
 
 use firebreak_config::Placement;
+
+use openraft::ChangeMembers;
 
 use crate::membership::MembershipChange;
 use crate::node::Node;
@@ -91,15 +100,17 @@ pub fn rank(priority: &[String], dc: &str) -> usize {
 /// dropped.
 pub(crate) async fn run(node: Weak<Node>, placement: Placement) {
     let mut timer = FailbackTimer::new(placement.failback_after);
+    let mut silent_since: HashMap<NodeId, Instant> = HashMap::new();
     loop {
         tokio::time::sleep(PERIOD).await;
         let Some(node) = node.upgrade() else { return };
         let Some(term) = node.serving_term() else {
             timer.reset();
+            silent_since.clear();
             continue;
         };
         if placement.auto_promote_learners {
-            node.promote_a_caught_up_learner().await;
+            node.maintain_voters(&placement, term, &mut silent_since).await;
         }
         if placement.leader_priority.is_empty() {
             continue;
@@ -120,6 +131,14 @@ pub(crate) async fn run(node: Weak<Node>, placement: Placement) {
 }
 
 impl Node {
+    /// Whether `peer` acknowledged this leader of `term` within an election
+    /// timeout.
+    fn heard_lately(&self, peer: NodeId, term: u64) -> bool {
+        self.contact
+            .acked_in(peer, term)
+            .is_some_and(|at| at.elapsed() < self.election_timeout)
+    }
+
     /// Voters in datacenters that `priority` prefers to this member's, that
     /// acknowledged this leader of `term` within an election timeout and
     /// are caught up; best first (by rank, then by lag).
@@ -137,10 +156,7 @@ impl Node {
             .filter(|&v| v != self.id)
             .filter_map(|v| {
                 let r = rank(priority, &nodes.get(&v)?.domains.datacenter);
-                let healthy = self
-                    .contact
-                    .acked_in(v, term)
-                    .is_some_and(|at| at.elapsed() < self.election_timeout);
+                let healthy = self.heard_lately(v, term);
                 let matched = matched_index(&m, v).unwrap_or(0);
                 let lag = last.saturating_sub(matched);
                 (r < my_rank && healthy && lag <= CAUGHT_UP_ENTRIES).then_some((r, lag, v))
@@ -150,24 +166,89 @@ impl Node {
         better.into_iter().map(|(_, _, v)| v).collect()
     }
 
-    /// Promotes one learner that holds everything this leader had applied
-    /// when it looked, if the topology rule allows it.
-    async fn promote_a_caught_up_learner(&self) {
+    /// Replaces a voter silent for too long by a caught-up learner, or
+    /// promotes a caught-up learner while there are fewer voters than
+    /// wanted; one change at a time. `silent_since` remembers when each
+    /// voter was first seen silent by this leader.
+    async fn maintain_voters(&self, placement: &Placement, term: u64, silent_since: &mut HashMap<NodeId, Instant>) {
         let m = self.raft.metrics().borrow().clone();
         let membership = m.membership_config.membership();
-        let voters: Vec<NodeId> = membership.voter_ids().collect();
+        if membership.get_joint_config().len() > 1 {
+            return; // a change is under way
+        }
+        let nodes: BTreeMap<NodeId, crate::types::Member> =
+            membership.nodes().map(|(id, n)| (*id, n.clone())).collect();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
         let applied = m.last_applied.map_or(0, |l| l.index);
-        let ready = membership.nodes().find_map(|(id, member)| {
-            if voters.contains(id) || member.domains.datacenter.is_empty() {
-                return None;
+        let ready: Vec<NodeId> = nodes
+            .iter()
+            .filter(|(id, member)| !voters.contains(id) && !member.domains.datacenter.is_empty())
+            .filter(|(id, _)| applied > 0 && matched_index(&m, **id).unwrap_or(0) >= applied)
+            .map(|(id, _)| *id)
+            .collect();
+
+        // Voters this leader has not heard from within an election timeout.
+        let now = Instant::now();
+        silent_since.retain(|id, _| voters.contains(id));
+        for &v in voters.iter().filter(|&&v| v != self.id) {
+            if self.heard_lately(v, term) {
+                silent_since.remove(&v);
+            } else {
+                silent_since.entry(v).or_insert(now);
             }
-            let matched = matched_index(&m, *id).unwrap_or(0);
-            (matched >= applied && applied > 0).then_some(*id)
-        });
-        let Some(id) = ready else { return };
-        match self.leader_change_members(MembershipChange::Promote { id }).await {
-            Ok(_) => tracing::info!(member = format_args!("{id:x}"), "promoted a caught-up learner to voter"),
-            Err(e) => tracing::debug!(member = format_args!("{id:x}"), error = %e, "learner not promoted"),
+        }
+        if let Some(after) = placement.replace_unreachable_voter_after {
+            let dead = silent_since
+                .iter()
+                .filter(|(_, since)| now.duration_since(**since) >= after)
+                .map(|(id, _)| *id)
+                .min();
+            if let Some(dead) = dead {
+                let dc = nodes
+                    .get(&dead)
+                    .map(|n| n.domains.datacenter.clone())
+                    .unwrap_or_default();
+                // A learner in the dead voter's datacenter first.
+                let mut candidates = ready.clone();
+                candidates.sort_by_key(|id| nodes[id].domains.datacenter != dc);
+                for learner in candidates {
+                    let mut after_set = voters.clone();
+                    after_set.remove(&dead);
+                    after_set.insert(learner);
+                    if crate::membership::check_voters(&after_set, &nodes).is_err() {
+                        continue;
+                    }
+                    match self
+                        .raft
+                        .change_membership(ChangeMembers::ReplaceAllVoters(after_set), true)
+                        .await
+                    {
+                        Ok(_) => {
+                            tracing::warn!(
+                                dead = format_args!("{dead:x}"),
+                                learner = format_args!("{learner:x}"),
+                                "a voter silent for {after:?} was replaced by a caught-up learner; it stays a learner"
+                            );
+                            silent_since.remove(&dead);
+                        }
+                        Err(e) => tracing::warn!(error = %e, "replacing a silent voter failed"),
+                    }
+                    return;
+                }
+            }
+        }
+
+        if placement.voters.is_some_and(|wanted| voters.len() >= wanted) {
+            return;
+        }
+        for id in ready {
+            match self.leader_change_members(MembershipChange::Promote { id }).await {
+                Ok(_) => {
+                    tracing::info!(member = format_args!("{id:x}"), "promoted a caught-up learner to voter");
+                    return;
+                }
+                Err(e) => tracing::debug!(member = format_args!("{id:x}"), error = %e, "learner not promoted"),
+            }
         }
     }
 }

@@ -182,3 +182,52 @@ async fn a_learner_stays_a_learner_by_default() {
     let m4 = listed.members().iter().find(|m| m.id() == m4_id).unwrap();
     assert!(m4.is_learner(), "a learner was promoted without auto_promote_learners");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_learner_replaces_a_dead_voter_and_the_cluster_survives_another_loss() {
+    let policy = "auto_promote_learners = true\nvoters = 3\nreplace_unreachable_voter_after_ms = 2000";
+    let mut cluster = Cluster::start(Options {
+        extra_config: policy.into(),
+        ..Options::default()
+    })
+    .await;
+    let mut c = cluster.client_of(2).await;
+    let (m4_id, _, _m4) = add_learner(&cluster, &mut c, policy).await;
+    let m1_id = firebreak_config::member_id("m1");
+    let learner = |listed: &etcd_client::MemberListResponse, id: u64| {
+        listed.members().iter().find(|m| m.id() == id).map(|m| m.is_learner())
+    };
+    // Three voters already: the standby stays a learner while all is well.
+    c.put("k", "v", None).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let listed = c.member_list().await.unwrap();
+    assert_eq!(learner(&listed, m4_id), Some(true), "promoted past `voters = 3`");
+
+    // dc1's voter dies: two seconds later its standby takes its place.
+    cluster.kill(0);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(Ok(listed)) = tokio::time::timeout(Duration::from_secs(5), c.member_list()).await {
+            if learner(&listed, m4_id) == Some(false) && learner(&listed, m1_id) == Some(true) {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "the dead voter was never replaced");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Voters m2, m3, m4: the cluster now survives losing m2 as well.
+    cluster.kill(1);
+    let put = tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            if c.put("after-two-losses", "v", None).await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+    assert!(
+        put.is_ok(),
+        "no write after losing m1 and m2, with m4 promoted in m1's place"
+    );
+}
