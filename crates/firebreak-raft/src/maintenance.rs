@@ -231,7 +231,7 @@ impl Node {
                     "the transfer target caught up",
                 )
                 .await;
-            let _ = client.call(&PeerRequest::Campaign, Duration::from_secs(1)).await;
+            let _ = client.call(&PeerRequest::Campaign, Duration::from_secs(3)).await;
             let waited = self
                 .raft
                 .wait(Some(self.election_timeout * 2))
@@ -246,12 +246,35 @@ impl Node {
     }
 
     /// Starts an election here at once (the receiving end of MoveLeader).
+    /// openraft 0.9's followers refuse votes while their leader lease lasts
+    /// (half an election timeout after the old leader's last message), and
+    /// the old leader stops sending once it has seen this member's higher
+    /// term: so if the first election is refused, the next one, a lease
+    /// later, is not. Returns once this member leads, or after three tries.
     pub(crate) async fn start_election(&self) -> Result<(), ForwardError> {
-        self.raft
-            .trigger()
-            .elect()
-            .await
-            .map_err(|e| ForwardError::Unavailable(e.to_string()))
+        for _ in 0..3 {
+            self.raft
+                .trigger()
+                .elect()
+                .await
+                .map_err(|e| ForwardError::Unavailable(e.to_string()))?;
+            let won = self
+                .raft
+                .wait(Some(self.election.lease + Duration::from_millis(50)))
+                .metrics(
+                    |m| m.state == openraft::ServerState::Leader,
+                    "won the election MoveLeader asked for",
+                )
+                .await;
+            if won.is_ok() {
+                return Ok(());
+            }
+            let m = self.raft.metrics().borrow().clone();
+            if m.current_leader.is_some_and(|l| l != self.id) && !self.election_state.leader_silent() {
+                return Ok(()); // someone else leads: nothing to retry
+            }
+        }
+        Ok(())
     }
 }
 
