@@ -124,6 +124,10 @@ pub struct DrillArgs {
     /// Raft entries between snapshots on each member.
     #[arg(long, value_name = "N", default_value_t = 10_000)]
     pub snapshot_entries: u64,
+    /// The members' election timeout (heartbeats stay at Firebreak's
+    /// default). Default: Firebreak's default.
+    #[arg(long, value_name = "MS", default_value_t = firebreak_config::DEFAULT_ELECTION_TIMEOUT_MS)]
+    pub election_timeout_ms: u64,
     /// What the clients run besides the register workload (which every
     /// client runs): `mixed` spreads bank, ranges, locks and watches over
     /// the clients so that every datacenter runs locks and two others;

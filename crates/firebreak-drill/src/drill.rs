@@ -53,9 +53,8 @@ use crate::workload::tail::Tail;
 
 /// Prefix of the workload's keys.
 pub const KEY_PREFIX: &str = "drill/";
-/// Raft timing given to every member (Firebreak's defaults).
+/// The heartbeat interval given to every member (Firebreak's default).
 const HEARTBEAT_MS: u64 = firebreak_config::DEFAULT_HEARTBEAT_INTERVAL_MS;
-const ELECTION_MS: u64 = firebreak_config::DEFAULT_ELECTION_TIMEOUT_MS;
 
 /// A validated command line.
 #[derive(Debug, Clone)]
@@ -116,6 +115,12 @@ impl Plan {
         }
         if args.op_timeout_ms == 0 {
             return Err(usage("--op-timeout-ms must be positive"));
+        }
+        if args.election_timeout_ms < 3 * HEARTBEAT_MS {
+            return Err(usage(format!(
+                "--election-timeout-ms must be at least three heartbeats ({} ms)",
+                3 * HEARTBEAT_MS
+            )));
         }
         let dc = match &args.dc {
             None => None,
@@ -204,7 +209,7 @@ impl Plan {
             nodes_per_dc: self.args.nodes_per_dc as usize,
             rtt: Duration::from_secs_f64(self.args.rtt_ms / 1000.0),
             heartbeat_ms: HEARTBEAT_MS,
-            election_ms: ELECTION_MS,
+            election_ms: self.args.election_timeout_ms,
             snapshot_entries: self.args.snapshot_entries,
             keep_data: self.args.keep_data,
             power_switch,
@@ -1300,7 +1305,7 @@ async fn run_one(plan: &Plan, seed: u64, scenario: &Scenario, dir: &Path) -> Res
             op_timeout_ms: args.op_timeout_ms,
             rate_per_client: args.rate,
             heartbeat_ms: HEARTBEAT_MS,
-            election_timeout_ms: ELECTION_MS,
+            election_timeout_ms: args.election_timeout_ms,
             snapshot_entries: args.snapshot_entries,
             check_budget_s: args.check_budget,
             max_rto_ms: args.max_rto_ms,
