@@ -443,7 +443,17 @@ impl Node {
             if let Some((id, member)) = leader.filter(|(id, _)| *id != self.id) {
                 let client = self.peers.get(id, &member.peer_addr);
                 let remaining = deadline.saturating_duration_since(Instant::now());
-                match client.call(&PeerRequest::Write(cmd.clone()), remaining).await {
+                let request = PeerRequest::Write(cmd.clone());
+                let forwarded = tokio::select! {
+                    answer = client.call(&request, remaining) => answer,
+                    // The leader it went to was replaced (or went silent)
+                    // while it waited: the write may or may not have been
+                    // committed there, so it is not sent again; the client
+                    // hears "leader changed" (an unknown outcome, as etcd
+                    // answers) at once rather than at its own timeout.
+                    _ = self.leader_replaced(id) => return Err(Unavailable::LeaderChanged.into()),
+                };
+                match forwarded {
                     Ok(PeerResponse::Write(Ok(result))) => return Ok(result?),
                     Ok(PeerResponse::Write(Err(ForwardError::NotLeader))) => {}
                     Ok(PeerResponse::Write(Err(ForwardError::Unavailable(_)))) => {
@@ -586,14 +596,24 @@ impl Node {
             return Ok(None);
         };
         let remaining = deadline.saturating_duration_since(Instant::now());
-        match self
-            .peers
-            .get(id, &member.peer_addr)
-            .call(&PeerRequest::ReadIndex, remaining)
-            .await
-        {
+        let client = self.peers.get(id, &member.peer_addr);
+        let answer = tokio::select! {
+            answer = client.call(&PeerRequest::ReadIndex, remaining) => answer,
+            // A replaced leader will not answer: ask its successor.
+            _ = self.leader_replaced(id) => return Ok(None),
+        };
+        match answer {
             Ok(PeerResponse::ReadIndex(Ok(index))) => Ok(Some(index)),
             _ => Ok(None),
+        }
+    }
+
+    /// Resolves once `leader` is no longer the leader this member relies
+    /// on: another was elected, or it has been silent for an election
+    /// timeout ([`Node::known_leader`]).
+    async fn leader_replaced(&self, leader: NodeId) {
+        while self.known_leader() == Some(leader) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 
