@@ -29,6 +29,11 @@
 //!   the same moment, already answer yes when the first timer runs out; it
 //!   is over twice the heartbeat interval, so a follower of a live leader
 //!   never answers yes.
+//! - After an election of its own that elected nobody (two candidates
+//!   split the vote), a member asks again after a short random wait
+//!   (T/10 to T/4): every voter's vote is then uncommitted, so no leader
+//!   lease delays the next election, and a whole timeout more would
+//!   double the outage.
 //! - The timeout adapts to the network: it is at least ten of the largest
 //!   round trips recently measured to a voter ([`crate::report`]'s probes),
 //!   so the default suits loopback and datacenters far apart alike.
@@ -206,6 +211,9 @@ pub(crate) async fn run(node: Weak<Node>) {
     let started = Instant::now();
     let mut last_attempt = started;
     let mut next_wait: Option<Duration> = None;
+    // Whether this member's last attempt was an election of its own that
+    // has not (yet) produced a leader.
+    let mut campaigned = false;
     loop {
         let tick = match node.upgrade() {
             Some(n) => n.election.tick,
@@ -218,6 +226,7 @@ pub(crate) async fn run(node: Weak<Node>) {
         let voters: BTreeSet<NodeId> = configs.iter().flatten().copied().collect();
         if m.state == ServerState::Leader {
             node.election_state.set_leader_silent(false);
+            campaigned = false;
             next_wait = None;
             last_attempt = Instant::now();
             continue;
@@ -235,10 +244,21 @@ pub(crate) async fn run(node: Weak<Node>) {
             last_attempt = Instant::now();
             continue;
         }
-        // A new random wait for each round, as Raft's randomized timer.
+        if view.committed {
+            campaigned = false;
+        }
+        // A new random wait for each round, as Raft's randomized timer; a
+        // short one after an election of its own that elected nobody (a
+        // split vote): nobody holds a leader lease then, and waiting a
+        // whole timeout again would double the outage.
         let wait = *next_wait.get_or_insert_with(|| {
             let ms = timeout.as_millis() as u64;
-            Duration::from_millis(rand::thread_rng().gen_range(ms..ms + ms / 5 + 1))
+            let range = if campaigned {
+                ms / 10..ms / 4 + 1
+            } else {
+                ms..ms + ms / 5 + 1
+            };
+            Duration::from_millis(rand::thread_rng().gen_range(range))
         });
         let quiet_since = [Some(started), Some(last_attempt), view.utime]
             .into_iter()
@@ -263,7 +283,9 @@ pub(crate) async fn run(node: Weak<Node>) {
                 "no leader within {wait:?}, a majority would vote: campaigning"
             );
             let _ = node.raft.trigger().elect().await;
+            campaigned = true;
         } else {
+            campaigned = false;
             tracing::debug!("no leader within {wait:?}, but no majority would vote: waiting");
         }
     }
