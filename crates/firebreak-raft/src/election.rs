@@ -274,9 +274,20 @@ pub(crate) async fn run(node: Weak<Node>) {
         let lone = voters.len() == 1 || fail::eval("elect-without-pre-vote", |_| ()).is_some();
         #[cfg(not(feature = "failpoints"))]
         let lone = voters.len() == 1;
-        let granted = lone || node.pre_vote_round(&configs).await;
+        let mut granted = lone || node.pre_vote_round(&configs).await;
         last_attempt = Instant::now();
         next_wait = None;
+        // While it asked, another candidate may have won this member's
+        // vote (or a leader may have spoken): Raft restarts the timer then,
+        // and campaigning now would unseat the candidate it just voted for.
+        if granted && !lone {
+            let now_view = node.vote_view().await;
+            let m_now = node.raft.metrics().borrow().clone();
+            if m_now.current_term != m.current_term || now_view.is_none_or(|v| v.utime != view.utime) {
+                tracing::debug!("the vote changed during the pre-vote: not campaigning");
+                granted = false;
+            }
+        }
         if granted {
             tracing::info!(
                 term = m.current_term,
