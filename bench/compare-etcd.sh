@@ -423,7 +423,7 @@ echo "load_after=$(cut -d' ' -f1-3 /proc/loadavg)" >> "$RESULTS/machine.txt"
 
 # --- summary ------------------------------------------------------------
 log "writing $OUT"
-INVOCATION="ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP KEYS=$KEYS VALUE_SIZE=$VALUE_SIZE LOAD_KEYS=$LOAD_KEYS NETS=\"$NETS\" RTT=$RTT bench/compare-etcd.sh"
+INVOCATION="ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP KEYS=$KEYS VALUE_SIZE=$VALUE_SIZE LOAD_KEYS=$LOAD_KEYS NETS=\"$NETS\" RTT=$RTT ELECTION_MS=$ELECTION_MS${ONLY:+ ONLY=\"$ONLY\"} bench/compare-etcd.sh"
 python3 "$ROOT/bench/summarize.py" "$RESULTS" "$OUT" "$INVOCATION" "$NETS" "$BIN"
 mkdir -p "$ROOT/target" && rm -rf "$ROOT/target/compare-etcd-results" && cp -r "$RESULTS" "$ROOT/target/compare-etcd-results"
 log "done; raw results in $RESULTS and target/compare-etcd-results"
