@@ -21,7 +21,7 @@
 //! # Timing
 //! - `election_timeout` (T, `raft.election_timeout_ms`): a follower that
 //!   hears no leader for a random time in `[T, 1.2 T)` asks for pre-votes,
-//!   as openraft's own timer did with the settings of [`crate::node`].
+//!   as openraft's own timer did with the settings of `crate::node`.
 //! - The leader lease (L = T/2): a follower that heard from its leader
 //!   within L refuses pre-votes and votes (openraft refuses votes within
 //!   its `leader_lease`, which is set to L). L is shorter than T so that
@@ -42,7 +42,7 @@
 //! Safety does not depend on this module: every election is openraft's,
 //! with its vote rules and durable votes; the pre-vote only decides *when*
 //! a member asks. What it changes is liveness, and the rules above keep it:
-//! - A leader that still hears from a quorum ([`Node::serving_term`]) says
+//! - A leader that still hears from a quorum (`Node::serving_term`) says
 //!   no, so a member coming back cannot unseat it; one that lost its quorum
 //!   says yes, so the majority side can elect without it.
 //! - A member never refuses because of terms: one whose term is behind

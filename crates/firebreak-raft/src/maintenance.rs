@@ -199,7 +199,7 @@ impl Node {
     /// Moves the leadership to `target` (a voter), as etcd's leader
     /// transfer: once the target holds this leader's whole log it is told
     /// to campaign, which it wins as soon as the followers' leader lease
-    /// lets it (see [`Node::start_election`]); the call returns when the
+    /// lets it (see `Node::start_election`); the call returns when the
     /// new leader serves a read index. Only the leader accepts it, as in
     /// etcd.
     pub async fn move_leader(&self, target: u64) -> Result<(), NodeError> {

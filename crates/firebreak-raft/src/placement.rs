@@ -20,7 +20,7 @@
 //!   returns. So a learner standing by in each datacenter replaces a burned
 //!   member without a person, and the cluster can lose another.
 //!
-//! Only the leader acts, and only while it serves ([`Node::serving_term`]):
+//! Only the leader acts, and only while it serves (`Node::serving_term`):
 //! a leader cut off from its quorum moves nothing.
 //!
 //! # Correctness
