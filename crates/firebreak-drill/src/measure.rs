@@ -323,12 +323,17 @@ fn max_ok_gap(events: &[HistoryEvent], clients: &[u64], from: u64, to: u64) -> O
 }
 
 /// [`HealMeasure`] for the clients of every datacenter but `fault_dc`.
-pub fn heal_measure(events: &[HistoryEvent], dcs: &[String], fault_dc: &str, t: Timeline) -> Option<HealMeasure> {
+fn heal_of(
+    events: &[HistoryEvent],
+    clients_by_dc: &BTreeMap<String, Vec<u64>>,
+    fault_dc: &str,
+    t: Timeline,
+) -> Option<HealMeasure> {
     let restore = t.restore_ns?;
-    let survivors: Vec<u64> = clients_by_dc(events, dcs)
-        .into_iter()
-        .filter(|(dc, _)| dc != fault_dc)
-        .flat_map(|(_, clients)| clients)
+    let survivors: Vec<u64> = clients_by_dc
+        .iter()
+        .filter(|(dc, _)| *dc != fault_dc)
+        .flat_map(|(_, clients)| clients.iter().copied())
         .collect();
     let after: Vec<&HistoryEvent> = client_events(events)
         .filter(|e| survivors.contains(&e.client) && e.invoke_ns >= restore)
@@ -440,7 +445,7 @@ pub fn measure(events: &[HistoryEvent], dcs: &[String], fault_dc: &str, t: Timel
 
     Measurements {
         rto,
-        heal: heal_measure(events, dcs, fault_dc, t),
+        heal: heal_of(events, &clients_by_dc, fault_dc, t),
         datacenters,
         phases,
         bin_s: secs(bin_ns),

@@ -123,7 +123,8 @@ impl Node {
     /// The leader this member relies on: openraft's current leader, unless
     /// it has been silent for an election timeout.
     pub fn known_leader(&self) -> Option<NodeId> {
-        let m = self.raft.metrics().borrow().clone();
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
         if m.state != ServerState::Leader && self.election_state.leader_silent() {
             return None;
         }
