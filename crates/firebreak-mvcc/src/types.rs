@@ -244,6 +244,27 @@ pub enum WriteCommand {
     AsMember(Box<WriteCommand>),
 }
 
+/// A short name of the command, for logs (keys and values stay out of
+/// them).
+impl std::fmt::Display for WriteCommand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WriteCommand::Put(_) => f.write_str("put"),
+            WriteCommand::DeleteRange(_) => f.write_str("delete-range"),
+            WriteCommand::Txn(_) => f.write_str("txn"),
+            WriteCommand::Compact(c) => write!(f, "compact({})", c.revision),
+            WriteCommand::LeaseGrant(g) => write!(f, "lease-grant({:x})", g.id),
+            WriteCommand::LeaseRevoke(r) => write!(f, "lease-revoke({:x})", r.id),
+            WriteCommand::Alarm(_) => f.write_str("alarm"),
+            WriteCommand::Batch(cmds) => write!(f, "batch({})", cmds.len()),
+            WriteCommand::Tagged { tag, cmd } => write!(f, "{cmd}#{tag:x}"),
+            WriteCommand::Auth(_) => f.write_str("auth"),
+            WriteCommand::AsUser { user, cmd, .. } => write!(f, "{cmd} as {user}"),
+            WriteCommand::AsMember(cmd) => write!(f, "{cmd} as member"),
+        }
+    }
+}
+
 impl WriteCommand {
     /// Approximate encoded size, for bounding batches.
     pub fn approx_bytes(&self) -> usize {

@@ -50,6 +50,8 @@
 //!   real vote then teaches it the newer term.
 //! - A lone voter elects itself at once, as openraft does.
 
+use openraft::async_runtime::Instant as _;
+use openraft::async_runtime::WatchReceiver as _;
 use std::collections::BTreeSet;
 use std::sync::Weak;
 use std::time::Duration;
@@ -116,7 +118,10 @@ impl ElectionTiming {
 /// refreshed by the leader's messages.
 struct VoteView {
     committed: bool,
-    utime: Option<Instant>,
+    /// When the vote was last refreshed (by the leader's messages), on
+    /// openraft's clock: compared as is, never converted, so that two views
+    /// of one refresh are equal.
+    utime: Option<openraft::TokioInstant>,
 }
 
 impl Node {
@@ -124,7 +129,7 @@ impl Node {
     /// it has been silent for an election timeout.
     pub fn known_leader(&self) -> Option<NodeId> {
         let metrics = self.raft.metrics();
-        let m = metrics.borrow();
+        let m = metrics.borrow_watched();
         if m.state != ServerState::Leader && self.election_state.leader_silent() {
             return None;
         }
@@ -157,7 +162,7 @@ impl Node {
     /// Answers a pre-vote: yes if this member has no live leader and the
     /// candidate's log is at least as up to date as its own.
     pub(crate) async fn pre_vote(&self, req: PreVoteRequest) -> bool {
-        let m = self.raft.metrics().borrow().clone();
+        let m = self.raft.metrics().borrow_watched().clone();
         if m.state == ServerState::Leader && m.current_leader == Some(self.id) {
             if self.serving_term().is_some() {
                 return false;
@@ -183,7 +188,7 @@ impl Node {
             candidate: self.id,
             last_log_id: self.log_tail.last_log_id(),
         };
-        let membership = self.raft.metrics().borrow().membership_config.clone();
+        let membership = self.raft.metrics().borrow_watched().membership_config.clone();
         let others: BTreeSet<NodeId> = configs.iter().flatten().copied().filter(|&v| v != self.id).collect();
         let asks = others.into_iter().filter_map(|v| {
             let member = membership.membership().get_node(&v)?.clone();
@@ -222,7 +227,7 @@ pub(crate) async fn run(node: Weak<Node>) {
         };
         tokio::time::sleep(tick).await;
         let Some(node) = node.upgrade() else { return };
-        let m = node.raft.metrics().borrow().clone();
+        let m = node.raft.metrics().borrow_watched().clone();
         let configs = m.membership_config.membership().get_joint_config().clone();
         let voters: BTreeSet<NodeId> = configs.iter().flatten().copied().collect();
         if m.state == ServerState::Leader {
@@ -261,12 +266,16 @@ pub(crate) async fn run(node: Weak<Node>) {
             };
             Duration::from_millis(rand::thread_rng().gen_range(range))
         });
-        let quiet_since = [Some(started), Some(last_attempt), view.utime]
-            .into_iter()
-            .flatten()
-            .max()
-            .unwrap_or(started);
-        if quiet_since.elapsed() < wait {
+        let quiet_for = [
+            Some(started.elapsed()),
+            Some(last_attempt.elapsed()),
+            view.utime.map(|t| t.elapsed()),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or_default();
+        if quiet_for < wait {
             continue;
         }
         // Failpoint `elect-without-pre-vote` (the `failpoints` feature only):
@@ -283,7 +292,7 @@ pub(crate) async fn run(node: Weak<Node>) {
         // and campaigning now would unseat the candidate it just voted for.
         if granted && !lone {
             let now_view = node.vote_view().await;
-            let m_now = node.raft.metrics().borrow().clone();
+            let m_now = node.raft.metrics().borrow_watched().clone();
             if m_now.current_term != m.current_term || now_view.is_none_or(|v| v.utime != view.utime) {
                 tracing::debug!("the vote changed during the pre-vote: not campaigning");
                 granted = false;
@@ -294,7 +303,7 @@ pub(crate) async fn run(node: Weak<Node>) {
                 term = m.current_term,
                 "no leader within {wait:?}, a majority would vote: campaigning"
             );
-            let _ = node.raft.trigger().elect().await;
+            let _ = node.raft.trigger().elect(false).await;
             campaigned = true;
         } else {
             campaigned = false;

@@ -14,6 +14,7 @@
 //! - The member that serves TimeToLive reads the lease's keys after a read
 //!   barrier, so it reflects every write acknowledged before it was asked.
 
+use openraft::async_runtime::WatchReceiver as _;
 use std::future::Future;
 use std::sync::Weak;
 use std::time::Duration;
@@ -45,7 +46,7 @@ pub struct LeaseTtl {
 impl Node {
     /// The term of this member's leadership, if it leads.
     pub(crate) fn leading_term(&self) -> Option<u64> {
-        let m = self.raft.metrics().borrow().clone();
+        let m = self.raft.metrics().borrow_watched().clone();
         (m.state == ServerState::Leader && m.current_leader == Some(self.id)).then_some(m.current_term)
     }
 
@@ -54,21 +55,19 @@ impl Node {
     /// leases, answer their remaining TTLs and run leader-only requests
     /// (see [`crate::quorum_contact`]).
     pub(crate) fn serving_term(&self) -> Option<u64> {
-        let m = self.raft.metrics().borrow().clone();
+        let m = self.raft.metrics().borrow_watched().clone();
         if m.state != ServerState::Leader || m.current_leader != Some(self.id) {
             return None;
         }
         // Failpoint `lease-renew-without-quorum` (the `failpoints` feature
-        // only): a leader serves as if it always heard from a quorum, as
-        // openraft 0.9 alone would: the drill must catch a lock held twice.
+        // only): a leader serves as if it always heard from a quorum: the
+        // drill must catch a lock held twice.
         #[cfg(feature = "failpoints")]
         if fail::eval("lease-renew-without-quorum", |_| ()).is_some() {
             return Some(m.current_term);
         }
-        let now = std::time::Instant::now();
-        let configs = m.membership_config.membership().get_joint_config();
-        let acked = self.contact.quorum_acked(self.id, m.current_term, configs, now)?;
-        (now.duration_since(acked) < self.election_timeout).then_some(m.current_term)
+        let acked_ago = crate::quorum_contact::quorum_acked_ago(&m)?;
+        (acked_ago < self.election_timeout).then_some(m.current_term)
     }
 
     /// [`Node::serving_term`], waiting up to one election timeout for a
@@ -291,14 +290,14 @@ impl Node {
     {
         let deadline = Instant::now() + self.request_timeout;
         loop {
-            let leader = self.raft.metrics().borrow().current_leader;
+            let leader = self.raft.metrics().borrow_watched().current_leader;
             let answer = match leader {
                 Some(id) if id == self.id => Some(local(self).await),
                 Some(id) => {
                     let addr = self
                         .raft
                         .metrics()
-                        .borrow()
+                        .borrow_watched()
                         .membership_config
                         .membership()
                         .get_node(&id)

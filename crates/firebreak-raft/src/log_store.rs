@@ -6,45 +6,23 @@
 //! request waiting for it into a single write and a single fsync.
 //!
 //! # The leader writes in parallel with replication
-//! openraft 0.9 runs nothing else until the leader's own append is flushed,
-//! so a leader that waited for its fsync before replicating would pay two
-//! fsyncs in series per write (its own, then the followers'). A store
-//! opened with [`LogStore::open`]`(dir, Some(id))` instead tells openraft
-//! that an append it makes *as the leader of its current term* is flushed
-//! at once, and writes it in the background while openraft replicates it,
-//! as etcd's leader does. A follower's append is acknowledged only after
-//! its fsync, as before.
+//! openraft 0.10 replicates an entry once its append is submitted, not once
+//! it is flushed, and counts the leader in a commit quorum only after its
+//! [`IOFlushed`] callback: a leader does not pay two fsyncs in series per
+//! write, and every append here, the leader's included, is acknowledged
+//! only after its `fdatasync`.
 //!
-//! openraft then counts the leader in a commit quorum before its copy is on
-//! disk, so nothing may learn of such a commit until it is. The
-//! [`Durability`] handle enforces this at the only two places a commit
-//! leaves the leader:
-//! - the state machine applies an entry (and so answers the client, serves
-//!   reads, builds snapshots) only once the leader's log is on disk up to
-//!   it ([`crate::state_machine::StateMachine::apply`]);
-//! - an AppendEntries carries a commit index only once the leader's log is
-//!   on disk up to it ([`crate::network`]).
-//!
-//! An entry acknowledged by a quorum of followers but not yet on the
-//! leader's disk when the leader dies was therefore seen by no one: no
-//! client got an answer for it, no replica applied it, no follower was told
-//! it is committed. A new leader may keep it or drop it, as with any entry
-//! that was never committed. Every entry that anyone *did* see as committed
-//! is on the disks of a quorum (the leader's and those of the followers
-//! that acknowledged it), which is Raft's durability rule.
-//!
-//! The one thing the early answer changes for openraft is that a leader
-//! can come back from a crash without entries that its followers hold.
-//! So a member that led never resumes that term after a restart
-//! ([`resume_without_leadership`]): it would reuse log ids its followers
-//! hold with other contents.
+//! Because followers can hold entries of a term that the leader's disk
+//! lost in a crash, a member that led must not resume that term after a
+//! restart (it would append new entries under log ids its followers hold
+//! with other contents): the node turns off openraft's
+//! `enable_leader_restore` ([`crate::node`]).
 //!
 //! # Correctness
 //! - Appends, truncations and purges reach the disk in the order openraft
 //!   issued them: they go through one queue to one thread.
-//! - A follower's `LogFlushed` is signalled only after the `fdatasync` that
-//!   follows the write of the entry; a leader's appends are covered by
-//!   [`Durability`], as above.
+//! - An append's [`IOFlushed`] is signalled only after the `fdatasync` that
+//!   follows the write of its entries.
 //! - A vote is durable before `save_vote` returns (Raft's rule: never vote
 //!   twice in one term, even across a crash).
 //! - The committed index is saved without waiting, and without waking the
@@ -65,19 +43,25 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use firebreak_mvcc::WriteCommand;
-use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
-use openraft::{EntryPayload, ErrorSubject, ErrorVerb, OptionalSend};
+use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
+use openraft::{EntryPayload, OptionalSend};
 use tokio::sync::{oneshot, watch};
 
 use crate::proposer::OwnProposals;
-use crate::types::{Entry, LogId, NodeId, StorageError, TypeConfig, Vote};
+use crate::types::{Entry, LogId, NodeId, TypeConfig, Vote};
 use crate::wal::{Record, Wal};
 
 /// What the writer thread is asked to do, in order.
 enum WriteOp {
-    /// Encoded entries by index, the sequence number of the append, and the
-    /// callback still owed to openraft (none if it was answered early).
-    Append(Vec<(u64, Vec<u8>)>, u64, Option<LogFlushed<TypeConfig>>),
+    /// Encoded entries by index, the sequence number of the append, the
+    /// callback owed to openraft, and whether this member appends them as
+    /// the leader (for the `leader-log-write` failpoint).
+    Append(
+        Vec<(u64, Vec<u8>)>,
+        u64,
+        IOFlushed<TypeConfig>,
+        #[cfg_attr(not(feature = "failpoints"), allow(dead_code))] bool,
+    ),
     /// Remove entries from this index on.
     Truncate(u64),
     /// Remove entries up to and including this log id.
@@ -90,6 +74,9 @@ enum WriteOp {
 struct Cache {
     entries: BTreeMap<u64, Entry>,
     last_purged: Option<LogId>,
+    /// The vote on disk (readers check that it did not change while they
+    /// read entries for a leader).
+    vote: Option<Vote>,
 }
 
 impl Cache {
@@ -110,8 +97,8 @@ struct Unflushed {
     failed: Option<String>,
 }
 
-/// Which entries of the log are on disk: what the leader waits for before
-/// it lets anyone learn of a commit (see the module documentation).
+/// Which entries of the log are on disk, for the operations plane (a
+/// member's report shows how far its disk is behind its log).
 #[derive(Clone)]
 pub struct Durability {
     state: Arc<watch::Sender<Unflushed>>,
@@ -121,20 +108,6 @@ impl Durability {
     fn new() -> Durability {
         Durability {
             state: Arc::new(watch::Sender::new(Unflushed::default())),
-        }
-    }
-
-    /// Waits until every entry up to `index`, as the log holds them now,
-    /// is on disk. Fails if the log can no longer be written.
-    pub async fn wait_through(&self, index: u64) -> Result<(), String> {
-        let mut changes = self.state.subscribe();
-        let state = changes
-            .wait_for(|s| s.failed.is_some() || s.appends.iter().all(|&(first, _, _)| first > index))
-            .await
-            .map_err(|_| "the log is closed".to_string())?;
-        match &state.failed {
-            Some(e) => Err(e.clone()),
-            None => Ok(()),
         }
     }
 
@@ -234,12 +207,12 @@ impl Progress {
 pub struct LogStore {
     cache: Arc<Mutex<Cache>>,
     writer: mpsc::Sender<WriteOp>,
-    vote: Option<Vote>,
     committed: Option<LogId>,
     /// The committed log id not yet handed to the writer.
     unsaved_committed: Arc<Mutex<Option<LogId>>>,
-    /// This node's id, if it answers its own appends as leader at once.
-    early_as_leader: Option<NodeId>,
+    /// This node's id, to tell its appends as leader (failpoints only).
+    #[cfg_attr(not(feature = "failpoints"), allow(dead_code))]
+    me: NodeId,
     durability: Durability,
     progress: Progress,
     next_seq: u64,
@@ -260,42 +233,15 @@ impl LogReader {
     }
 }
 
-fn io_err(subject: ErrorSubject<u64>, verb: ErrorVerb, e: impl std::error::Error + 'static) -> StorageError {
-    openraft::StorageIOError::new(subject, verb, openraft::AnyError::new(&e)).into()
-}
-
-fn read_err(e: impl std::error::Error + 'static) -> StorageError {
-    io_err(ErrorSubject::Logs, ErrorVerb::Read, e)
-}
-
 impl LogStore {
-    /// Opens (or creates) the log in `dir` and loads it.
-    ///
-    /// With `Some(id)`, the node `id` answers the appends it makes as
-    /// leader before they are on disk, and whatever makes a commit visible
-    /// must wait for [`LogStore::durability`] (see the module
-    /// documentation). With `None`, every append is answered after its
-    /// fsync.
-    pub fn open(dir: &Path, early_as_leader: Option<NodeId>) -> Result<LogStore, StorageError> {
-        let (wal, recovered) = Wal::open(dir).map_err(read_err)?;
+    /// Opens (or creates) the log of node `me` in `dir` and loads it.
+    pub fn open(dir: &Path, me: NodeId) -> std::io::Result<LogStore> {
+        let (wal, recovered) = Wal::open(dir)?;
         let cache = Cache {
             entries: recovered.entries,
             last_purged: recovered.purged,
+            vote: recovered.vote,
         };
-        // Failpoint `restart-resumes-leadership` (the `failpoints` feature
-        // only): the fast-restart hole of issue 9 again, for the drill to
-        // catch (with `leader-log-write=sleep(..)` to widen the window).
-        #[cfg(feature = "failpoints")]
-        let resumes = fail::eval("restart-resumes-leadership", |_| ()).is_some();
-        #[cfg(not(feature = "failpoints"))]
-        let resumes = false;
-        let vote = recovered.vote.map(|v| {
-            if resumes {
-                v
-            } else {
-                resume_without_leadership(v, early_as_leader)
-            }
-        });
         let committed = recovered.committed;
         let (writer, queue) = mpsc::channel();
         let durability = Durability::new();
@@ -304,19 +250,17 @@ impl LogStore {
         let committed_slot = unsaved_committed.clone();
         std::thread::Builder::new()
             .name("raft-log-writer".into())
-            .spawn(move || write_loop(wal, queue, flushed, committed_slot))
-            .map_err(read_err)?;
+            .spawn(move || write_loop(wal, queue, flushed, committed_slot))?;
         Ok(LogStore {
             cache: Arc::new(Mutex::new(cache)),
             writer,
-            vote,
             committed,
             unsaved_committed,
-            early_as_leader,
+            me,
             durability,
             progress: {
                 let progress = Progress::default();
-                if let Some(c) = committed {
+                if let Some(c) = &committed {
                     progress.committed(c.index);
                 }
                 progress
@@ -351,49 +295,16 @@ impl LogStore {
 
     /// Whether an append now is this node's own, as leader of its term.
     fn appending_as_leader(&self) -> bool {
-        let (Some(id), Some(vote)) = (self.early_as_leader, self.vote) else {
-            return false;
-        };
-        vote.is_committed() && vote.leader_id().voted_for() == Some(id)
+        let cache = self.cache.lock().expect("log cache lock");
+        cache
+            .vote
+            .is_some_and(|vote| vote.is_committed() && vote.leader_id().node_id == self.me)
     }
 
-    fn send(&self, op: WriteOp) -> Result<(), StorageError> {
-        self.writer.send(op).map_err(|_| {
-            io_err(
-                ErrorSubject::Logs,
-                ErrorVerb::Write,
-                std::io::Error::other("the log writer thread has stopped"),
-            )
-        })
-    }
-}
-
-/// The vote a restarted member starts from: the saved one, except that a
-/// member that answered its own appends early never resumes leading the
-/// term it led before the restart.
-///
-/// # Correctness
-/// A leader's appends are acknowledged to openraft before they are on disk,
-/// so a crash can take entries that the followers already hold. openraft
-/// 0.9 restores a member whose saved vote is committed and names itself as
-/// leader of that same term; restored so, it would append new entries under
-/// log ids (term, index) that its followers hold with other contents, and
-/// they, trusting log ids, would keep theirs (Raft's log matching property
-/// gone, acknowledged writes lost on the members that disagree). Saved as
-/// not committed, the vote still counts as this member's vote in that term
-/// (it grants no other candidate that term), but the member starts as a
-/// follower and can lead again only by winning an election in a later term,
-/// whose entries never reuse a log id of the old term.
-fn resume_without_leadership(vote: Vote, early_as_leader: Option<NodeId>) -> Vote {
-    match (early_as_leader, vote.leader_id().voted_for()) {
-        (Some(me), Some(leader)) if vote.is_committed() && leader == me => {
-            tracing::info!(
-                term = vote.leader_id().term,
-                "this member led before it stopped; it rejoins as a follower and leads again only in a new term"
-            );
-            Vote::new(vote.leader_id().term, me)
-        }
-        _ => vote,
+    fn send(&self, op: WriteOp) -> std::io::Result<()> {
+        self.writer
+            .send(op)
+            .map_err(|_| std::io::Error::other("the log writer thread has stopped"))
     }
 }
 
@@ -461,7 +372,7 @@ fn write_loop(
         // holds back the write of appends answered early, that is the
         // leader's own, to show that nothing sees their commit before.
         #[cfg(feature = "failpoints")]
-        if batch.iter().any(|op| matches!(op, WriteOp::Append(_, _, None))) {
+        if batch.iter().any(|op| matches!(op, WriteOp::Append(_, _, _, true))) {
             fail::fail_point!("leader-log-write");
         }
         let started = std::time::Instant::now();
@@ -482,7 +393,7 @@ fn write_loop(
             }
             None => {
                 let last_seq = batch.iter().rev().find_map(|op| match op {
-                    WriteOp::Append(_, seq, _) => Some(*seq),
+                    WriteOp::Append(_, seq, _, _) => Some(*seq),
                     _ => None,
                 });
                 if let Some(seq) = last_seq {
@@ -492,7 +403,7 @@ fn write_loop(
         }
         for op in batch {
             match op {
-                WriteOp::Append(_, _, Some(callback)) => callback.log_io_completed(match &failure {
+                WriteOp::Append(_, _, callback, _) => callback.io_completed(match &failure {
                     None => Ok(()),
                     Some(e) => Err(std::io::Error::other(e.clone())),
                 }),
@@ -514,7 +425,7 @@ fn write_batch(wal: &mut Wal, batch: &[WriteOp], committed: Option<LogId>) -> st
     let mut records = Vec::with_capacity(batch.len());
     for op in batch {
         match op {
-            WriteOp::Append(entries, _, _) => {
+            WriteOp::Append(entries, _, _, _) => {
                 records.extend(entries.iter().map(|(index, bytes)| Record::Entry(*index, bytes)));
             }
             WriteOp::Truncate(from) => records.push(Record::Truncate(*from)),
@@ -530,9 +441,13 @@ impl RaftLogReader<TypeConfig> for LogReader {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
         &mut self,
         range: RB,
-    ) -> Result<Vec<Entry>, StorageError> {
+    ) -> std::io::Result<Vec<Entry>> {
         let cache = self.cache.lock().expect("log cache lock");
         Ok(cache.entries.range(range).map(|(_, e)| e.clone()).collect())
+    }
+
+    async fn read_vote(&mut self) -> std::io::Result<Option<Vote>> {
+        Ok(self.cache.lock().expect("log cache lock").vote)
     }
 }
 
@@ -540,19 +455,23 @@ impl RaftLogReader<TypeConfig> for LogStore {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
         &mut self,
         range: RB,
-    ) -> Result<Vec<Entry>, StorageError> {
+    ) -> std::io::Result<Vec<Entry>> {
         LogReader {
             cache: self.cache.clone(),
         }
         .try_get_log_entries(range)
         .await
     }
+
+    async fn read_vote(&mut self) -> std::io::Result<Option<Vote>> {
+        Ok(self.cache.lock().expect("log cache lock").vote)
+    }
 }
 
 impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = LogReader;
 
-    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
+    async fn get_log_state(&mut self) -> std::io::Result<LogState<TypeConfig>> {
         let cache = self.cache.lock().expect("log cache lock");
         Ok(LogState {
             last_purged_log_id: cache.last_purged,
@@ -566,36 +485,34 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         }
     }
 
-    async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
+    async fn save_vote(&mut self, vote: &Vote) -> std::io::Result<()> {
         let (done, wait) = oneshot::channel();
         self.send(WriteOp::Vote(*vote, done))?;
         let result = wait
             .await
             .unwrap_or_else(|_| Err("the log writer thread has stopped".into()));
-        result.map_err(|e| io_err(ErrorSubject::Vote, ErrorVerb::Write, std::io::Error::other(e)))?;
-        self.vote = Some(*vote);
+        result.map_err(std::io::Error::other)?;
+        self.cache.lock().expect("log cache lock").vote = Some(*vote);
         Ok(())
     }
 
-    async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
-        Ok(self.vote)
-    }
-
-    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        self.committed = committed;
-        if let Some(c) = committed {
+    async fn save_committed(&mut self, committed: Option<LogId>) -> std::io::Result<()> {
+        if let Some(c) = &committed {
             self.progress.committed(c.index);
         }
         let mut slot = self.unsaved_committed.lock().expect("committed slot lock");
-        *slot = (*slot).max(committed);
+        if *slot < committed {
+            *slot = committed;
+        }
+        self.committed = committed;
         Ok(())
     }
 
-    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+    async fn read_committed(&mut self) -> std::io::Result<Option<LogId>> {
         Ok(self.committed)
     }
 
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
+    async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> std::io::Result<()>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -607,41 +524,31 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 if let EntryPayload::Normal(WriteCommand::Tagged { tag, .. }) = &entry.payload {
                     self.own_proposals.appended(*tag);
                 }
-                let bytes = bincode::serialize(&entry).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Write, e))?;
+                let bytes = bincode::serialize(&entry).map_err(std::io::Error::other)?;
                 encoded.push((entry.log_id.index, bytes));
                 cache.entries.insert(entry.log_id.index, entry);
             }
         }
         let (Some(&(first, _)), Some(&(last, _))) = (encoded.first(), encoded.last()) else {
-            callback.log_io_completed(Ok(()));
+            callback.io_completed(Ok(()));
             return Ok(());
         };
         self.next_seq += 1;
         let seq = self.next_seq;
         self.durability.appended(first, last, seq);
         self.progress.appended(last, Instant::now());
-        let callback = if self.appending_as_leader() {
-            // On disk soon; until then `Durability` keeps the commit from
-            // being seen (module documentation).
-            callback.log_io_completed(Ok(()));
-            None
-        } else {
-            Some(callback)
-        };
-        self.send(WriteOp::Append(encoded, seq, callback))
+        let as_leader = self.appending_as_leader();
+        self.send(WriteOp::Append(encoded, seq, callback, as_leader))
     }
 
-    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        self.cache
-            .lock()
-            .expect("log cache lock")
-            .entries
-            .split_off(&log_id.index);
-        self.durability.truncated(log_id.index);
-        self.send(WriteOp::Truncate(log_id.index))
+    async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> std::io::Result<()> {
+        let from = last_log_id.map_or(0, |id| id.index + 1);
+        self.cache.lock().expect("log cache lock").entries.split_off(&from);
+        self.durability.truncated(from);
+        self.send(WriteOp::Truncate(from))
     }
 
-    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+    async fn purge(&mut self, log_id: LogId) -> std::io::Result<()> {
         {
             let mut cache = self.cache.lock().expect("log cache lock");
             let keep = cache.entries.split_off(&(log_id.index + 1));
@@ -654,63 +561,23 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
-    use super::{resume_without_leadership, Durability};
-    use crate::types::Vote;
+    use super::Durability;
 
     #[test]
-    fn a_member_that_led_never_resumes_that_term_after_a_restart() {
-        let led = Vote::new_committed(7, 1);
-        assert_eq!(resume_without_leadership(led, Some(1)), Vote::new(7, 1));
-        assert!(!resume_without_leadership(led, Some(1)).is_committed());
-        // Another member's leadership, an uncommitted vote, or a log that
-        // never answers early: unchanged.
-        assert_eq!(
-            resume_without_leadership(Vote::new_committed(7, 2), Some(1)),
-            Vote::new_committed(7, 2)
-        );
-        assert_eq!(resume_without_leadership(Vote::new(7, 1), Some(1)), Vote::new(7, 1));
-        assert_eq!(resume_without_leadership(led, None), led);
-    }
-
-    /// Whether `wait_through(index)` returns within a short while, and with what.
-    async fn settles(d: &Durability, index: u64) -> Option<Result<(), String>> {
-        tokio::time::timeout(Duration::from_millis(50), d.wait_through(index))
-            .await
-            .ok()
-    }
-
-    #[tokio::test]
-    async fn waits_for_the_appends_that_hold_entries_up_to_the_index() {
+    fn the_disk_is_behind_by_the_appends_still_waiting_for_their_fsync() {
         let d = Durability::new();
-        assert_eq!(settles(&d, 10).await, Some(Ok(())), "an empty queue is on disk");
-        d.appended(1, 5, 1);
-        d.appended(6, 8, 2);
-        assert_eq!(settles(&d, 1).await, None);
+        assert_eq!(d.durable_through(10), 10, "nothing waiting: all on disk");
+        d.appended(11, 15, 1);
+        d.appended(16, 18, 2);
+        assert_eq!(d.durable_through(18), 10);
         d.flushed_through(1);
-        assert_eq!(settles(&d, 5).await, Some(Ok(())));
-        assert_eq!(settles(&d, 6).await, None, "entries 6..=8 are not on disk yet");
+        assert_eq!(d.durable_through(18), 15);
         d.flushed_through(2);
-        assert_eq!(settles(&d, 8).await, Some(Ok(())));
+        assert_eq!(d.durable_through(18), 18);
     }
 
-    #[tokio::test]
-    async fn a_waiter_wakes_when_the_flush_lands() {
-        let d = Durability::new();
-        d.appended(1, 3, 1);
-        let waiter = tokio::spawn({
-            let d = d.clone();
-            async move { d.wait_through(3).await }
-        });
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        assert!(!waiter.is_finished());
-        d.flushed_through(1);
-        assert_eq!(waiter.await.unwrap(), Ok(()));
-    }
-
-    #[tokio::test]
-    async fn truncation_forgets_entries_that_are_gone_and_keeps_those_rewritten() {
+    #[test]
+    fn truncation_forgets_entries_that_are_gone_and_keeps_those_rewritten() {
         let d = Durability::new();
         d.appended(1, 5, 1);
         d.appended(6, 10, 2);
@@ -719,21 +586,12 @@ mod tests {
         d.truncated(4);
         d.appended(4, 6, 3);
         d.flushed_through(2);
-        assert_eq!(settles(&d, 3).await, Some(Ok(())));
         assert_eq!(
-            settles(&d, 4).await,
-            None,
+            d.durable_through(6),
+            3,
             "the rewritten entry 4 waits for its own append"
         );
         d.flushed_through(3);
-        assert_eq!(settles(&d, 6).await, Some(Ok(())));
-    }
-
-    #[tokio::test]
-    async fn a_failed_write_fails_the_waiters() {
-        let d = Durability::new();
-        d.appended(1, 1, 1);
-        d.failed("disk full".into());
-        assert_eq!(settles(&d, 1).await, Some(Err("disk full".into())));
+        assert_eq!(d.durable_through(6), 6);
     }
 }

@@ -1,6 +1,7 @@
 //! Maintenance of a member: hashes, alarms and the space quota, snapshots
 //! for backup, and moving the leadership.
 
+use openraft::async_runtime::WatchReceiver as _;
 use std::time::Duration;
 
 use firebreak_auth::AuthState;
@@ -13,7 +14,7 @@ use sha2::{Digest, Sha256};
 use crate::error::{NodeError, Unavailable};
 use crate::node::Node;
 use crate::state_machine::Replica;
-use crate::transport::{ForwardError, PeerRequest};
+use crate::transport::ForwardError;
 
 /// First bytes of a backup in Firebreak's own format, which
 /// `Maintenance.Snapshot` streamed before it streamed etcd's;
@@ -197,11 +198,11 @@ impl Node {
     }
 
     /// Moves the leadership to `target` (a voter), as etcd's leader
-    /// transfer: once the target holds this leader's whole log it is told
-    /// to campaign, which it wins as soon as the followers' leader lease
-    /// lets it (see `Node::start_election`); the call returns when the
-    /// new leader serves a read index. Only the leader accepts it, as in
-    /// etcd.
+    /// transfer: once the target holds this leader's whole log, openraft's
+    /// leader transfer tells every member that the leadership goes to it
+    /// (the followers drop their leader lease for it, and the target
+    /// campaigns at once); the call returns when the new leader serves a
+    /// read index. Only the leader accepts it, as in etcd.
     pub async fn move_leader(&self, target: u64) -> Result<(), NodeError> {
         if self.serving_term_soon().await.is_none() {
             return Err(NodeError::NotLeader);
@@ -209,14 +210,13 @@ impl Node {
         if target == self.id {
             return Ok(());
         }
-        let membership = self.raft.metrics().borrow().membership_config.clone();
-        let Some(member) = membership.membership().get_node(&target).cloned() else {
+        let membership = self.raft.metrics().borrow_watched().membership_config.clone();
+        if membership.membership().get_node(&target).is_none() {
             return Err(NodeError::BadTarget(format!("{target:x} is not a member")));
-        };
+        }
         if !membership.membership().voter_ids().any(|v| v == target) {
             return Err(NodeError::BadTarget(format!("{target:x} is a learner")));
         }
-        let client = self.peers.get(target, &member.peer_addr);
         let deadline = tokio::time::Instant::now() + self.request_timeout;
         while tokio::time::Instant::now() < deadline {
             // The target's vote request must carry a log at least as long
@@ -232,7 +232,11 @@ impl Node {
                     "the transfer target caught up",
                 )
                 .await;
-            let _ = client.call(&PeerRequest::Campaign, Duration::from_secs(3)).await;
+            self.raft
+                .trigger()
+                .transfer_leader(target)
+                .await
+                .map_err(|e| NodeError::Stopped(e.to_string()))?;
             let waited = self
                 .raft
                 .wait(Some(self.election_timeout * 2))
@@ -246,17 +250,18 @@ impl Node {
         Err(Unavailable::Timeout.into())
     }
 
-    /// Starts an election here at once (the receiving end of MoveLeader).
-    /// openraft 0.9's followers refuse votes while their leader lease lasts
-    /// (half an election timeout after the old leader's last message), and
-    /// the old leader stops sending once it has seen this member's higher
-    /// term: so if the first election is refused, the next one, a lease
-    /// later, is not. Returns once this member leads, or after three tries.
+    /// Starts an election here at once: what a member running a release
+    /// built on openraft 0.9 asks of the target of its MoveLeader. Its
+    /// followers refuse votes while their leader lease lasts (half an
+    /// election timeout after the old leader's last message), and the old
+    /// leader stops sending once it has seen this member's higher term: so
+    /// if the first election is refused, the next one, a lease later, is
+    /// not. Returns once this member leads, or after three tries.
     pub(crate) async fn start_election(&self) -> Result<(), ForwardError> {
         for _ in 0..3 {
             self.raft
                 .trigger()
-                .elect()
+                .elect(false)
                 .await
                 .map_err(|e| ForwardError::Unavailable(e.to_string()))?;
             let won = self
@@ -270,7 +275,7 @@ impl Node {
             if won.is_ok() {
                 return Ok(());
             }
-            let m = self.raft.metrics().borrow().clone();
+            let m = self.raft.metrics().borrow_watched().clone();
             if m.current_leader.is_some_and(|l| l != self.id) && !self.election_state.leader_silent() {
                 return Ok(()); // someone else leads: nothing to retry
             }

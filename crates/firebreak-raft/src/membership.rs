@@ -29,6 +29,7 @@
 //!   through joint consensus, so there is never a moment with two
 //!   disjoint majorities.
 
+use openraft::async_runtime::WatchReceiver as _;
 use std::collections::{BTreeMap, BTreeSet};
 
 use firebreak_config::topology::{check_topology, Domains};
@@ -39,7 +40,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::NodeError;
 use crate::node::{MemberInfo, Node};
 use crate::transport::{ForwardError, PeerRequest, PeerResponse};
-use crate::types::{Member, NodeId};
+use crate::types::{Member, NodeId, TypeConfig};
 
 /// A member that starts for the first time in a running cluster announces
 /// itself: the leader finds the member added with this peer URL and
@@ -187,11 +188,11 @@ impl Node {
         if self.serving_term_soon().await.is_none() {
             return Err(MembershipError::Unavailable("not the leader".into()));
         }
-        let config = self.raft.metrics().borrow().membership_config.clone();
+        let config = self.raft.metrics().borrow_watched().membership_config.clone();
         let membership = config.membership();
         let nodes: BTreeMap<NodeId, Member> = membership.nodes().map(|(id, m)| (*id, m.clone())).collect();
         let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
-        let raft_err = |e: RaftError<NodeId, ClientWriteError<NodeId, Member>>| match e {
+        let raft_err = |e: RaftError<TypeConfig, ClientWriteError<TypeConfig>>| match e {
             RaftError::APIError(ClientWriteError::ChangeMembershipError(ChangeMembershipError::LearnerNotFound(_))) => {
                 MembershipError::NotFound
             }
@@ -251,7 +252,7 @@ impl Node {
                 if voters.contains(&id) {
                     return Err(MembershipError::NotLearner);
                 }
-                let metrics = self.raft.metrics().borrow().clone();
+                let metrics = self.raft.metrics().borrow_watched().clone();
                 let last = metrics.last_log_index.unwrap_or(0);
                 let matched = crate::placement::matched_index(&metrics, id).unwrap_or(0);
                 // etcd's rule: a learner within 10% of the leader's log.
@@ -381,7 +382,7 @@ impl Node {
         if self.serving_term_soon().await.is_none() {
             return Err(MembershipError::Unavailable("not the leader".into()));
         }
-        let config = self.raft.metrics().borrow().membership_config.clone();
+        let config = self.raft.metrics().borrow_watched().membership_config.clone();
         let membership = config.membership();
         let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
         let addr = firebreak_config::url_host_port(&join.peer_url).to_string();

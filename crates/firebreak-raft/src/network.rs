@@ -1,70 +1,63 @@
 //! openraft's network seam, over the peer [`transport`](crate::transport).
 //!
+//! # Replication fills the pipe
+//! openraft 0.10 hands each follower's replication to
+//! [`RaftNetworkV2::stream_append`] as a stream of AppendEntries. Here that
+//! stream gets a connection of its own: a writer task sends each request as
+//! soon as openraft produces it, without waiting for the answers to the
+//! ones before, and the answers come back in order on the same connection,
+//! each once the follower's log holds the entries on disk. Between
+//! datacenters a write then costs one round trip plus the follower's fsync,
+//! not a round trip per batch in flight: many batches are on the wire at
+//! once.
+//!
 //! # Correctness
-//! An AppendEntries carries a commit index only once the local log is on
-//! disk up to it ([`Durability`]): a leader's appends may be acknowledged
-//! to openraft before their fsync (see [`crate::log_store`]), and a
-//! follower told of a commit applies it. It waits for that at most half its
-//! time to live; past that (a slow disk), it leaves with the last commit
-//! index this connection sent, and the follower learns the newer one from
-//! a later AppendEntries. Heartbeats keep flowing, so a slow leader disk
-//! does not by itself look like a dead leader.
-//!
-//! # Commit notices do not hold up the next entries
-//! openraft 0.9 keeps one AppendEntries in flight per follower, and after
-//! every commit sends one that carries only the new commit index. Awaited,
-//! that notice would hold the next entries back a full round trip: every
-//! write would cost two round trips between datacenters. A *commit notice*
-//! (no entries, a commit index this connection has not sent yet, and a
-//! `prev_log_id` the follower already confirmed on this connection) is
-//! therefore sent without waiting, and openraft is told it succeeded.
-//!
-//! Why that answer is true, or harmless when it is not: the notice changes
-//! nothing openraft learns from a success (the follower's matching log id
-//! is `prev_log_id`, which it already confirmed, and Raft never loses a
-//! follower's acknowledged entries); the follower applies a notice that
-//! arrives late or out of order as any Raft follower does (an AppendEntries
-//! without entries truncates nothing, and a commit index only moves
-//! forward); and if the follower would have refused it (a newer term), the
-//! next heartbeat or entries, which are awaited, bring the refusal. Leader
-//! confirmation for linearizable reads never relies on it: openraft
-//! confirms with AppendEntries of its own on new connections, which are
-//! always awaited.
+//! - Order: one TCP connection carries the stream both ways, and the
+//!   receiver feeds the requests to its Raft in the order read
+//!   (`Raft::stream_append`), which answers them in that order; an answer
+//!   is matched to its request by position.
+//! - An answer that does not come within the RPC's time to live, counted
+//!   from when its request was sent, ends the stream with a timeout; so
+//!   does a broken connection. openraft then starts a new stream from what
+//!   the follower last confirmed: nothing is counted as replicated that a
+//!   follower did not confirm.
+//! - A snapshot goes in chunks, in order, over one connection; the receiver
+//!   installs it only once the last chunk is in, and a connection that
+//!   breaks midway leaves nothing installed.
 
+use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
-use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use futures::{Stream, StreamExt};
+use openraft::base::{BoxFuture, BoxStream};
+use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
+use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
-    VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, StreamAppendResult, TransferLeaderRequest,
+    TransferLeaderResponse, VoteRequest, VoteResponse,
 };
+use openraft::OptionalSend;
+use tokio::io::AsyncWriteExt;
 
-use crate::log_store::Durability;
-use crate::quorum_contact::QuorumContact;
-use crate::transport::{PeerClient, PeerError, PeerRequest, PeerResponse, Peers};
-use crate::types::{LogId, Member, NodeId, TypeConfig};
+use crate::transport::{
+    read_frame_counted, write_frame_counted, PeerClient, PeerError, PeerRequest, PeerResponse, Peers, SnapshotChunk,
+    StreamAppendAnswer,
+};
+use crate::types::{Member, NodeId, Snapshot, SnapshotData, TypeConfig, Vote};
+
+/// Bytes of a snapshot sent in one chunk.
+const SNAPSHOT_CHUNK: usize = 4 << 20;
 
 /// Creates a [`PeerConnection`] per replication target.
 #[derive(Clone)]
 pub struct Network {
     pub(crate) peers: Arc<Peers>,
-    pub(crate) log: Durability,
-    /// Where followers' acknowledgements of this leader are recorded.
-    pub(crate) contact: Arc<QuorumContact>,
 }
 
 pub struct PeerConnection {
     target: NodeId,
     client: Arc<PeerClient>,
-    log: Durability,
-    contact: Arc<QuorumContact>,
-    /// The last commit index sent on this connection (on disk here).
-    sent_commit: Option<LogId>,
-    /// The last log id the follower confirmed holding, in an answer on this
-    /// connection (`None` until one came, or after a refusal or error).
-    confirmed: Option<Option<LogId>>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -74,161 +67,226 @@ impl RaftNetworkFactory<TypeConfig> for Network {
         PeerConnection {
             target,
             client: self.peers.get(target, &node.peer_addr),
-            log: self.log.clone(),
-            contact: self.contact.clone(),
-            sent_commit: None,
-            confirmed: None,
         }
     }
 }
 
-fn rpc_error<E: std::error::Error>(e: PeerError) -> RPCError<NodeId, Member, E> {
+fn rpc_error(e: PeerError) -> RPCError<TypeConfig> {
     match e {
         PeerError::Connect { .. } => RPCError::Unreachable(Unreachable::new(&e)),
         other => RPCError::Network(NetworkError::new(&other)),
     }
 }
 
-fn unexpected<E: std::error::Error>(resp: PeerResponse) -> RPCError<NodeId, Member, E> {
-    let e = std::io::Error::other(format!("unexpected peer response {resp:?}"));
-    RPCError::Network(NetworkError::new(&e))
+fn network_error(message: String) -> RPCError<TypeConfig> {
+    RPCError::Network(NetworkError::new(&std::io::Error::other(message)))
+}
+
+fn unexpected(resp: PeerResponse) -> RPCError<TypeConfig> {
+    network_error(format!("unexpected peer response {resp:?}"))
 }
 
 impl PeerConnection {
-    async fn call<E: std::error::Error>(
-        &self,
-        req: PeerRequest,
-        timeout: Duration,
-    ) -> Result<PeerResponse, RPCError<NodeId, Member, E>> {
+    async fn call(&self, req: PeerRequest, timeout: Duration) -> Result<PeerResponse, RPCError<TypeConfig>> {
         self.client.call(&req, timeout).await.map_err(rpc_error)
+    }
+
+    fn io_error(&self, source: std::io::Error) -> RPCError<TypeConfig> {
+        rpc_error(PeerError::Io {
+            addr: self.client.addr().to_string(),
+            source,
+        })
     }
 }
 
-/// Whether `rpc` is a commit notice, safe to send without waiting (see the
-/// module documentation): it carries no entries, a commit index this
-/// connection has not sent yet, and a `prev_log_id` the follower already
-/// confirmed holding on this connection.
-fn is_commit_notice(
-    rpc: &AppendEntriesRequest<TypeConfig>,
-    previous_commit: Option<LogId>,
-    confirmed: Option<Option<LogId>>,
-) -> bool {
-    rpc.entries.is_empty() && rpc.leader_commit > previous_commit && confirmed == Some(rpc.prev_log_id)
+/// Counts bytes sent to or received from a peer in etcd's metrics.
+fn count(sent: bool, label: &str, bytes: usize) {
+    let metrics = firebreak_metrics::metrics();
+    let counter = if sent {
+        &metrics.peer_sent_bytes
+    } else {
+        &metrics.peer_received_bytes
+    };
+    counter.with_label_values(&[label]).inc_by(bytes as u64);
 }
 
-impl RaftNetwork<TypeConfig> for PeerConnection {
+/// Stops the stream's writer task when the stream is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl RaftNetworkV2<TypeConfig> for PeerConnection {
+    type SnapshotData = SnapshotData;
+
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
-    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Member, RaftError<NodeId>>> {
-        let mut rpc = rpc;
-        let previous_commit = self.sent_commit;
-        if let Some(committed) = rpc.leader_commit {
-            match tokio::time::timeout(option.hard_ttl() / 2, self.log.wait_through(committed.index)).await {
-                Ok(Ok(())) => self.sent_commit = self.sent_commit.max(Some(committed)),
-                Ok(Err(e)) => {
-                    let e = std::io::Error::other(format!("the local log cannot be written: {e}"));
-                    return Err(RPCError::Network(NetworkError::new(&e)));
-                }
-                Err(_) => rpc.leader_commit = self.sent_commit.min(rpc.leader_commit),
-            }
-        }
-        if is_commit_notice(&rpc, previous_commit, self.confirmed) {
-            let client = self.client.clone();
-            let (target, ttl) = (self.target, option.hard_ttl());
-            let req = PeerRequest::AppendEntries(rpc);
-            tokio::spawn(async move {
-                // Failpoint `commit-notice-drop` (the `failpoints` feature
-                // only): the notice is lost, as on a broken connection.
-                #[cfg(feature = "failpoints")]
-                fail::fail_point!("commit-notice-drop", |_| ());
-                if let Err(e) = client.call(&req, ttl).await {
-                    tracing::debug!(target, error = %e, "commit notice not delivered; the next AppendEntries carries it");
-                }
-            });
-            return Ok(AppendEntriesResponse::Success);
-        }
-        let holds = rpc.entries.last().map(|e| Some(e.log_id)).unwrap_or(rpc.prev_log_id);
-        let term = rpc.vote.leader_id().term;
-        self.confirmed = None;
-        let sent = std::time::Instant::now();
-        let answer = match self.call(PeerRequest::AppendEntries(rpc), option.hard_ttl()).await? {
-            PeerResponse::AppendEntries(r) => r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))?,
-            other => return Err(unexpected(other)),
-        };
-        match answer {
-            AppendEntriesResponse::Success => {
-                self.confirmed = Some(holds);
-                self.contact.acknowledged(self.target, term, sent);
-            }
-            // The follower accepted this leadership, whatever its log.
-            AppendEntriesResponse::PartialSuccess(_) | AppendEntriesResponse::Conflict => {
-                self.contact.acknowledged(self.target, term, sent)
-            }
-            AppendEntriesResponse::HigherVote(_) => {}
-        }
-        Ok(answer)
-    }
-
-    async fn install_snapshot(
-        &mut self,
-        rpc: InstallSnapshotRequest<TypeConfig>,
-        option: RPCOption,
-    ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, Member, RaftError<NodeId, InstallSnapshotError>>>
-    {
-        match self.call(PeerRequest::InstallSnapshot(rpc), option.hard_ttl()).await? {
-            PeerResponse::InstallSnapshot(r) => r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e))),
+    ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        match self.call(PeerRequest::AppendEntries(rpc), option.hard_ttl()).await? {
+            PeerResponse::AppendEntries(r) => r.map_err(|e| network_error(format!("peer {}: {e}", self.target))),
             other => Err(unexpected(other)),
         }
+    }
+
+    fn stream_append<'s, S>(
+        &'s mut self,
+        input: S,
+        option: RPCOption,
+    ) -> BoxFuture<
+        's,
+        Result<BoxStream<'s, Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>>>, RPCError<TypeConfig>>,
+    >
+    where
+        S: Stream<Item = AppendEntriesRequest<TypeConfig>> + OptionalSend + Unpin + 'static,
+    {
+        Box::pin(async move {
+            let ttl = option.hard_ttl();
+            let mut stream = self.client.dedicated(ttl).await.map_err(rpc_error)?;
+            let label = self.client.label().to_string();
+            let opened = write_frame_counted(&mut stream, &PeerRequest::StreamAppend)
+                .await
+                .map_err(|e| self.io_error(e))?;
+            count(true, &label, opened);
+            let (reader, mut writer) = tokio::io::split(stream);
+            // When each request went out, in order: its answer is due within
+            // the time to live from then.
+            let (wrote, written) = tokio::sync::mpsc::unbounded_channel::<Instant>();
+            let writer_task = tokio::spawn({
+                let label = label.clone();
+                let mut input = input;
+                async move {
+                    while let Some(req) = input.next().await {
+                        let at = Instant::now();
+                        match write_frame_counted(&mut writer, &req).await {
+                            Ok(bytes) => count(true, &label, bytes),
+                            Err(e) => {
+                                tracing::debug!(error = %e, "replication stream write failed");
+                                break;
+                            }
+                        }
+                        if wrote.send(at).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = writer.shutdown().await;
+                }
+            });
+            let addr = self.client.addr().to_string();
+            let state = (reader, written, AbortOnDrop(writer_task));
+            let answers = futures::stream::unfold(Some(state), move |state| {
+                let (addr, label) = (addr.clone(), label.clone());
+                async move {
+                    let (mut reader, mut written, guard) = state?;
+                    // The follower owes an answer only once a request went
+                    // out; the stream ends when openraft stops sending.
+                    let sent_at = written.recv().await?;
+                    let read = read_frame_counted::<StreamAppendAnswer>(&mut reader);
+                    let answer = match tokio::time::timeout_at((sent_at + ttl).into(), read).await {
+                        Ok(answer) => answer,
+                        Err(_) => {
+                            let e = PeerError::Timeout { addr, timeout: ttl };
+                            return Some((Err(network_error(e.to_string())), None));
+                        }
+                    };
+                    match answer {
+                        Ok((Ok(result), bytes)) => {
+                            count(false, &label, bytes);
+                            let next = result.is_ok().then_some((reader, written, guard));
+                            Some((Ok(result), next))
+                        }
+                        Ok((Err(fatal), _)) => Some((Err(network_error(format!("peer {addr}: {fatal}"))), None)),
+                        Err(e) => Some((Err(rpc_error(PeerError::Io { addr, source: e })), None)),
+                    }
+                }
+            });
+            let answers: BoxStream<'s, _> = Box::pin(answers);
+            Ok(answers)
+        })
     }
 
     async fn vote(
         &mut self,
-        rpc: VoteRequest<NodeId>,
+        rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
-    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, Member, RaftError<NodeId>>> {
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
         match self.call(PeerRequest::Vote(rpc), option.hard_ttl()).await? {
-            PeerResponse::Vote(r) => r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e))),
+            PeerResponse::Vote(r) => r.map_err(|e| network_error(format!("peer {}: {e}", self.target))),
             other => Err(unexpected(other)),
         }
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use openraft::{CommittedLeaderId, EntryPayload, Vote};
-
-    use super::*;
-
-    fn log_id(index: u64) -> LogId {
-        LogId::new(CommittedLeaderId::new(2, 1), index)
-    }
-
-    fn request(prev: u64, entries: u64, commit: u64) -> AppendEntriesRequest<TypeConfig> {
-        AppendEntriesRequest {
-            vote: Vote::new_committed(2, 1),
-            prev_log_id: Some(log_id(prev)),
-            entries: (prev + 1..=prev + entries)
-                .map(|i| crate::types::Entry {
-                    log_id: log_id(i),
-                    payload: EntryPayload::Blank,
-                })
-                .collect(),
-            leader_commit: Some(log_id(commit)),
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: Snapshot,
+        cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        let send = async {
+            let ttl = option.hard_ttl();
+            let mut stream = self.client.dedicated(ttl).await.map_err(rpc_error)?;
+            let bytes = snapshot.snapshot.into_inner();
+            let mut offset = 0;
+            loop {
+                let end = (offset + SNAPSHOT_CHUNK).min(bytes.len());
+                let chunk = PeerRequest::SnapshotChunk(SnapshotChunk {
+                    vote,
+                    meta: snapshot.meta.clone(),
+                    offset: offset as u64,
+                    data: bytes[offset..end].to_vec(),
+                    done: end == bytes.len(),
+                });
+                let exchange = async {
+                    let sent = write_frame_counted(&mut stream, &chunk).await?;
+                    count(true, self.client.label(), sent);
+                    read_frame_counted::<PeerResponse>(&mut stream).await
+                };
+                let answer = match tokio::time::timeout(ttl, exchange).await {
+                    Ok(Ok((answer, received))) => {
+                        count(false, self.client.label(), received);
+                        answer
+                    }
+                    Ok(Err(e)) => return Err(self.io_error(e)),
+                    Err(_) => {
+                        let e = PeerError::Timeout {
+                            addr: self.client.addr().to_string(),
+                            timeout: ttl,
+                        };
+                        return Err(network_error(e.to_string()));
+                    }
+                };
+                match answer {
+                    PeerResponse::SnapshotChunk(Ok(Some(response))) => return Ok(response),
+                    PeerResponse::SnapshotChunk(Ok(None)) if end < bytes.len() => offset = end,
+                    PeerResponse::SnapshotChunk(Ok(None)) => {
+                        return Err(network_error("the snapshot's last chunk was not answered".into()))
+                    }
+                    PeerResponse::SnapshotChunk(Err(e)) => {
+                        return Err(network_error(format!("peer {}: {e}", self.target)))
+                    }
+                    other => return Err(unexpected(other)),
+                }
+            }
+        };
+        tokio::select! {
+            result = send => result.map_err(StreamingError::from),
+            closed = cancel => Err(StreamingError::Closed(closed)),
         }
     }
 
-    #[test]
-    fn only_a_new_commit_index_over_a_confirmed_log_goes_unawaited() {
-        let confirmed = Some(Some(log_id(10)));
-        assert!(is_commit_notice(&request(10, 0, 10), Some(log_id(9)), confirmed));
-        // Entries are always awaited: the leader counts them only once held.
-        assert!(!is_commit_notice(&request(10, 1, 10), Some(log_id(9)), confirmed));
-        // A log the follower has not confirmed on this connection.
-        assert!(!is_commit_notice(&request(11, 0, 11), Some(log_id(9)), confirmed));
-        assert!(!is_commit_notice(&request(10, 0, 10), Some(log_id(9)), None));
-        // Nothing new to tell: a heartbeat, awaited.
-        assert!(!is_commit_notice(&request(10, 0, 9), Some(log_id(9)), confirmed));
+    async fn transfer_leader(
+        &mut self,
+        req: TransferLeaderRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
+        match self.call(PeerRequest::TransferLeader(req), option.hard_ttl()).await? {
+            PeerResponse::TransferLeader(r) => r.map_err(|e| network_error(format!("peer {}: {e}", self.target))),
+            other => Err(unexpected(other)),
+        }
     }
 }

@@ -28,6 +28,7 @@
 //! that the target wins because it is caught up, and a promotion is an
 //! ordinary joint-consensus membership change.
 
+use openraft::async_runtime::WatchReceiver as _;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Weak;
 use std::time::{Duration, Instant};
@@ -86,7 +87,7 @@ impl FailbackTimer {
 
 /// The last log index the leader knows `id` to hold (`None`: nothing yet,
 /// or this member does not lead).
-pub(crate) fn matched_index(m: &openraft::RaftMetrics<NodeId, crate::types::Member>, id: NodeId) -> Option<u64> {
+pub(crate) fn matched_index(m: &crate::types::RaftMetrics, id: NodeId) -> Option<u64> {
     m.replication.as_ref()?.get(&id).cloned().flatten().map(|l| l.index)
 }
 
@@ -134,16 +135,17 @@ impl Node {
     /// Whether `peer` acknowledged this leader of `term` within an election
     /// timeout.
     fn heard_lately(&self, peer: NodeId, term: u64) -> bool {
-        self.contact
-            .acked_in(peer, term)
-            .is_some_and(|at| at.elapsed() < self.election_timeout)
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow_watched();
+        m.current_term == term
+            && crate::quorum_contact::peer_acked_ago(&m, peer).is_some_and(|ago| ago < self.election_timeout)
     }
 
     /// Voters in datacenters that `priority` prefers to this member's, that
     /// acknowledged this leader of `term` within an election timeout and
     /// are caught up; best first (by rank, then by lag).
     fn better_placed_voters(&self, priority: &[String], term: u64) -> Vec<NodeId> {
-        let m = self.raft.metrics().borrow().clone();
+        let m = self.raft.metrics().borrow_watched().clone();
         let membership = m.membership_config.membership();
         let nodes: BTreeMap<NodeId, crate::types::Member> =
             membership.nodes().map(|(id, n)| (*id, n.clone())).collect();
@@ -171,7 +173,7 @@ impl Node {
     /// wanted; one change at a time. `silent_since` remembers when each
     /// voter was first seen silent by this leader.
     async fn maintain_voters(&self, placement: &Placement, term: u64, silent_since: &mut HashMap<NodeId, Instant>) {
-        let m = self.raft.metrics().borrow().clone();
+        let m = self.raft.metrics().borrow_watched().clone();
         let membership = m.membership_config.membership();
         if membership.get_joint_config().len() > 1 {
             return; // a change is under way

@@ -261,6 +261,16 @@ async fn propose_batch(raft: Raft, own: &OwnProposals, batch: Vec<Pending>) {
             let answer = refused(held, f.leader_id.zip(f.leader_node));
             waiters.iter().map(|_| answer.clone()).collect()
         }
+        // openraft appended the entry and then lost the leadership: it may
+        // still commit under the next leader. Never retried.
+        Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(_))) => {
+            let answer = refused(true, None);
+            waiters.iter().map(|_| answer.clone()).collect()
+        }
+        Err(RaftError::APIError(ClientWriteError::PreconditionFailed(e))) => waiters
+            .iter()
+            .map(|_| Err(NodeError::Stopped(format!("unexpected precondition failure: {e}"))))
+            .collect(),
         Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => waiters
             .iter()
             .map(|_| Err(NodeError::Stopped(format!("unexpected membership error: {e}"))))

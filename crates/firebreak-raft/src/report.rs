@@ -9,6 +9,7 @@
 //! whole cluster while the others live, and say what it cannot see when
 //! they do not. Nothing here feeds back into Raft.
 
+use openraft::async_runtime::WatchReceiver as _;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -165,7 +166,7 @@ fn fsync_stats() -> FsyncStats {
 impl Node {
     /// This member's report, as of now.
     pub fn report(&self) -> MemberReport {
-        let m = self.raft.metrics().borrow().clone();
+        let m = self.raft.metrics().borrow_watched().clone();
         let now = std::time::Instant::now();
         let last_log_index = m.last_log_index.unwrap_or(0);
         let leading = m.state == ServerState::Leader && m.current_leader == Some(self.id);
@@ -196,9 +197,9 @@ impl Node {
                         .and_then(|r| r.last_measured())
                         .map(|at| now.saturating_duration_since(at).as_millis() as u64),
                     last_ack_ms_ago: leading
-                        .then(|| self.contact.acked_in(c.id, m.current_term))
+                        .then(|| crate::quorum_contact::peer_acked_ago(&m, c.id))
                         .flatten()
-                        .map(|at| now.saturating_duration_since(at).as_millis() as u64),
+                        .map(|ago| ago.as_millis() as u64),
                 }
             })
             .collect();
@@ -310,7 +311,7 @@ pub(crate) async fn probe_peers(node: std::sync::Weak<Node>) {
 /// Records each change of leader this member sees (and counts them as
 /// etcd's `etcd_server_leader_changes_seen_total` does: every new leader).
 pub(crate) async fn watch_leadership(
-    mut metrics: tokio::sync::watch::Receiver<openraft::RaftMetrics<NodeId, crate::types::Member>>,
+    mut metrics: openraft::alias::WatchReceiverOf<crate::types::TypeConfig, crate::types::RaftMetrics>,
     timeline: Arc<Mutex<VecDeque<LeaderChange>>>,
 ) {
     let mut last: Option<(u64, Option<u64>)> = None;

@@ -27,10 +27,6 @@
 //!   discarded build returns the snapshot that is on disk, so the meta
 //!   openraft records is always that of the file (see
 //!   [`SnapshotBuilder::build_snapshot`]).
-//! - An entry is applied only once the local log holds it on disk
-//!   ([`Durability`]): a leader's appends may be acknowledged to openraft
-//!   before their fsync (see [`crate::log_store`]), and applying is what
-//!   makes a commit visible to clients, readers and snapshots.
 
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
@@ -39,13 +35,13 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use firebreak_auth::AuthState;
 use firebreak_mvcc::Store;
-use openraft::storage::{RaftStateMachine, Snapshot};
-use openraft::{EntryPayload, ErrorSubject, ErrorVerb, RaftSnapshotBuilder};
+use futures::{Stream, StreamExt};
+use openraft::storage::{EntryResponder, RaftStateMachine};
+use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
 use serde::{Deserialize, Serialize};
 
 use crate::durable_dir;
-use crate::log_store::Durability;
-use crate::types::{Applied, Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
+use crate::types::{Applied, LogId, Snapshot, SnapshotData, SnapshotMeta, StoredMembership, TypeConfig};
 
 const SNAPSHOT_FILE: &str = "snapshot.bin";
 
@@ -74,16 +70,14 @@ pub struct StateMachine {
     slot: SnapshotSlot,
     /// Snapshots handed out by this process, for unique snapshot ids.
     serial: u64,
-    /// The local log's durability, waited for before applying.
-    log: Option<Durability>,
     /// The largest size the store reached since this member last
     /// defragmented (or started): what etcd's database file would have
     /// grown to, as `db_size` reports it.
     allocated: Arc<AtomicU64>,
 }
 
-fn snap_err(verb: ErrorVerb, e: impl std::error::Error + 'static) -> StorageError {
-    openraft::StorageIOError::new(ErrorSubject::Snapshot(None), verb, openraft::AnyError::new(&e)).into()
+fn invalid(e: bincode::Error) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, e)
 }
 
 /// [`durable_dir::write_temporary`] for the snapshot file: its fsync is
@@ -117,7 +111,7 @@ impl SnapshotSlot {
         // lock, in a temporary file of this call's own.
         let tmp = write_snapshot_temporary(&self.dir, bytes)?;
         let mut on_disk = self.on_disk.lock().expect("snapshot slot lock");
-        if matches!(*on_disk, Some(current) if last_log_id <= current) {
+        if matches!(&*on_disk, Some(current) if last_log_id <= *current) {
             drop(on_disk);
             std::fs::remove_file(&tmp)?;
             return Ok(false);
@@ -141,7 +135,7 @@ impl SnapshotSlot {
 /// log behind it.
 pub fn write_initial_snapshot(dir: &Path, replica: &Replica) -> std::io::Result<()> {
     durable_dir::create_dir_durably(dir)?;
-    let meta = SnapshotMeta {
+    let meta = FileMeta {
         last_log_id: None,
         last_membership: replica.membership.clone(),
         snapshot_id: "restored".into(),
@@ -151,17 +145,37 @@ pub fn write_initial_snapshot(dir: &Path, replica: &Replica) -> std::io::Result<
     durable_dir::rename_into_place(&tmp, dir, SNAPSHOT_FILE)
 }
 
+/// A snapshot's meta as its file holds it (the layout of openraft 0.9's
+/// `SnapshotMeta`, which named each snapshot; openraft 0.10 no longer
+/// does, and files keep the name).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct FileMeta {
+    pub last_log_id: Option<LogId>,
+    pub last_membership: StoredMembership,
+    pub snapshot_id: String,
+}
+
+impl FileMeta {
+    /// The meta openraft knows the snapshot by.
+    pub(crate) fn to_openraft(&self) -> SnapshotMeta {
+        SnapshotMeta {
+            last_log_id: self.last_log_id,
+            last_membership: self.last_membership.clone(),
+        }
+    }
+}
+
 /// A snapshot file: its meta, then the replica.
 #[derive(Deserialize)]
 struct SnapshotFile {
-    meta: SnapshotMeta,
+    meta: FileMeta,
     replica: Replica,
 }
 
 /// A snapshot file written before the replica held auth state.
 #[derive(Deserialize)]
 struct SnapshotFileBeforeAuth {
-    meta: SnapshotMeta,
+    meta: FileMeta,
     replica: ReplicaBeforeAuth,
 }
 
@@ -196,13 +210,13 @@ fn decode_snapshot_file(bytes: &[u8]) -> Result<SnapshotFile, bincode::Error> {
     })
 }
 
-fn read_snapshot_file(dir: &Path) -> Result<Option<(Vec<u8>, SnapshotFile)>, StorageError> {
+fn read_snapshot_file(dir: &Path) -> std::io::Result<Option<(Vec<u8>, SnapshotFile)>> {
     let bytes = match std::fs::read(dir.join(SNAPSHOT_FILE)) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(snap_err(ErrorVerb::Read, e)),
+        Err(e) => return Err(e),
     };
-    let file = decode_snapshot_file(&bytes).map_err(|e| snap_err(ErrorVerb::Read, e))?;
+    let file = decode_snapshot_file(&bytes).map_err(invalid)?;
     Ok(Some((bytes, file)))
 }
 
@@ -217,9 +231,9 @@ pub(crate) fn snapshot_last_log_id(dir: &Path) -> Result<Option<LogId>, String> 
 impl StateMachine {
     /// Opens the state machine in `dir`, loading the latest snapshot.
     /// Temporary files left by a crash are removed.
-    pub fn open(dir: &Path) -> Result<StateMachine, StorageError> {
-        durable_dir::create_dir_durably(dir).map_err(|e| snap_err(ErrorVerb::Write, e))?;
-        durable_dir::remove_temporaries(dir, SNAPSHOT_FILE).map_err(|e| snap_err(ErrorVerb::Write, e))?;
+    pub fn open(dir: &Path) -> std::io::Result<StateMachine> {
+        durable_dir::create_dir_durably(dir)?;
+        durable_dir::remove_temporaries(dir, SNAPSHOT_FILE)?;
         let (replica, on_disk) = match read_snapshot_file(dir)? {
             Some((_, file)) => (file.replica, Some(file.meta.last_log_id)),
             None => (Replica::default(), None),
@@ -235,15 +249,7 @@ impl StateMachine {
                 on_disk: Arc::new(Mutex::new(on_disk)),
             },
             serial: 0,
-            log: None,
         })
-    }
-
-    /// Applies entries only once `log` has them on disk: required when the
-    /// log answers a leader's appends before their fsync.
-    pub fn wait_for_log(mut self, log: Durability) -> StateMachine {
-        self.log = Some(log);
-        self
     }
 
     /// The replica, for readers.
@@ -273,11 +279,13 @@ pub struct SnapshotBuilder {
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    type SnapshotData = SnapshotData;
+
     /// Captures the replica and makes it the snapshot file, unless the file
     /// is already at least as new (an install of a newer snapshot, or
     /// another build, overtook this one).
     ///
-    /// What it returns: openraft 0.9 uses only the meta of the returned
+    /// What it returns: openraft uses only the meta of the returned
     /// snapshot (`sm::Response::BuildSnapshot(meta)`), in
     /// `Engine::finish_building_snapshot`, which records it as its
     /// snapshot (and purges the log up to it) only if it is newer than the
@@ -287,28 +295,28 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     /// of events (an install updates openraft's meta before the file, a
     /// build the file before openraft's meta), and no log entry is purged
     /// that the file does not cover.
-    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+    async fn build_snapshot(&mut self) -> std::io::Result<Snapshot> {
         let (meta, bytes) = {
             // A copy-on-write view, taken in an instant: writes go on
             // applying while it is encoded.
             let replica = self.replica.read().expect("replica lock").clone();
             let last = replica.last_applied;
-            let meta = SnapshotMeta {
-                last_log_id: last,
-                last_membership: replica.membership.clone(),
+            let meta = FileMeta {
                 snapshot_id: format!(
                     "{}-{}-{}",
-                    last.map_or(0, |l| l.leader_id.term),
-                    last.map_or(0, |l| l.index),
+                    last.as_ref().map_or(0, |l| l.leader_id.term),
+                    last.as_ref().map_or(0, |l| l.index),
                     self.serial
                 ),
+                last_log_id: last,
+                last_membership: replica.membership.clone(),
             };
             // Encoding a large store takes a while: off the async workers.
             let encode_meta = meta.clone();
             let bytes = tokio::task::spawn_blocking(move || bincode::serialize(&(&encode_meta, &replica)))
                 .await
-                .map_err(|e| snap_err(ErrorVerb::Write, std::io::Error::other(e.to_string())))?
-                .map_err(|e| snap_err(ErrorVerb::Write, e))?;
+                .map_err(|e| std::io::Error::other(e.to_string()))?
+                .map_err(std::io::Error::other)?;
             (meta, bytes)
         };
         #[cfg(test)]
@@ -322,48 +330,49 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             (replaced, bytes)
         })
         .await
-        .map_err(|e| snap_err(ErrorVerb::Write, std::io::Error::other(e.to_string())))?;
-        let replaced = replaced.map_err(|e| snap_err(ErrorVerb::Write, e))?;
-        if replaced {
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+        if replaced? {
             tracing::info!(snapshot_id = %meta.snapshot_id, bytes = bytes.len(), "snapshot built");
             return Ok(Snapshot {
-                meta,
-                snapshot: Box::new(Cursor::new(bytes)),
+                meta: meta.to_openraft(),
+                snapshot: Cursor::new(bytes),
             });
         }
         // The file is at least as new as this build and is never removed.
-        let (bytes, file) = read_snapshot_file(&self.slot.dir)?.ok_or_else(|| {
-            snap_err(
-                ErrorVerb::Read,
-                std::io::Error::new(std::io::ErrorKind::NotFound, "the snapshot file disappeared"),
-            )
-        })?;
+        let (bytes, file) = read_snapshot_file(&self.slot.dir)?
+            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "the snapshot file disappeared"))?;
         tracing::info!(
             snapshot_id = %meta.snapshot_id,
             on_disk = %file.meta.snapshot_id,
             "snapshot built but discarded: the one on disk is at least as new"
         );
         Ok(Snapshot {
-            meta: file.meta,
-            snapshot: Box::new(Cursor::new(bytes)),
+            meta: file.meta.to_openraft(),
+            snapshot: Cursor::new(bytes),
         })
     }
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotData = SnapshotData;
     type SnapshotBuilder = SnapshotBuilder;
 
-    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+    async fn applied_state(&mut self) -> std::io::Result<(Option<LogId>, StoredMembership)> {
         let replica = self.replica.read().expect("replica lock");
         Ok((replica.last_applied, replica.membership.clone()))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Applied>, StorageError>
+    async fn apply<Strm>(&mut self, entries: Strm) -> std::io::Result<()>
     where
-        I: IntoIterator<Item = Entry> + openraft::OptionalSend,
-        I::IntoIter: openraft::OptionalSend,
+        Strm: Stream<Item = std::io::Result<EntryResponder<TypeConfig>>> + Unpin + OptionalSend,
     {
-        let entries: Vec<Entry> = entries.into_iter().collect();
+        // openraft hands over the committed entries it has in one stream;
+        // they are applied under one hold of the replica lock.
+        let entries: Vec<EntryResponder<TypeConfig>> = entries
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()?;
         // Failpoint `apply-delay` (the `failpoints` feature only):
         // `apply-delay=return(MS)` holds every batch back MS milliseconds
         // before it is applied, as on a member that lags behind the commit.
@@ -373,33 +382,32 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         }) {
             tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
         }
-        if let (Some(log), Some(last)) = (&self.log, entries.last()) {
-            log.wait_through(last.log_id.index).await.map_err(|e| {
-                openraft::StorageIOError::new(
-                    ErrorSubject::Logs,
-                    ErrorVerb::Write,
-                    openraft::AnyError::new(&std::io::Error::other(e)),
-                )
-            })?;
-        }
-        let mut out = Vec::with_capacity(entries.len());
-        let mut replica = self.replica.write().expect("replica lock");
-        for entry in entries {
-            replica.last_applied = Some(entry.log_id);
-            match entry.payload {
-                EntryPayload::Blank => out.push(Applied(None)),
-                EntryPayload::Normal(cmd) => {
-                    out.push(Applied(Some(replica.apply(&cmd, entry.log_id.index))));
-                    self.allocated.fetch_max(replica.store.size_bytes(), Ordering::Relaxed);
-                }
-                EntryPayload::Membership(m) => {
-                    replica.membership = StoredMembership::new(Some(entry.log_id), m);
-                    out.push(Applied(None));
-                }
+        let mut answers = Vec::with_capacity(entries.len());
+        {
+            let mut replica = self.replica.write().expect("replica lock");
+            for (entry, responder) in entries {
+                let index = entry.log_id.index;
+                replica.last_applied = Some(entry.log_id);
+                let applied = match entry.payload {
+                    EntryPayload::Blank => Applied(None),
+                    EntryPayload::Normal(cmd) => {
+                        let answer = Applied(Some(replica.apply(&cmd, index)));
+                        self.allocated.fetch_max(replica.store.size_bytes(), Ordering::Relaxed);
+                        answer
+                    }
+                    EntryPayload::Membership(m) => {
+                        replica.membership = StoredMembership::new(Some(entry.log_id), m);
+                        Applied(None)
+                    }
+                };
+                answers.extend(responder.map(|r| (r, applied)));
             }
+            self.revisions.send_replace(replica.store.current_revision());
         }
-        self.revisions.send_replace(replica.store.current_revision());
-        Ok(out)
+        for (responder, applied) in answers {
+            responder.send(applied);
+        }
+        Ok(())
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
@@ -413,18 +421,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         }
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
-        Ok(Box::new(Cursor::new(Vec::new())))
-    }
-
-    async fn install_snapshot(
-        &mut self,
-        meta: &SnapshotMeta,
-        snapshot: Box<Cursor<Vec<u8>>>,
-    ) -> Result<(), StorageError> {
+    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: SnapshotData) -> std::io::Result<()> {
         let bytes = snapshot.into_inner();
-        let file = decode_snapshot_file(&bytes).map_err(|e| snap_err(ErrorVerb::Read, e))?;
-        // openraft 0.9 installs only a snapshot newer than its committed log
+        let file = decode_snapshot_file(&bytes).map_err(invalid)?;
+        // openraft installs only a snapshot newer than its committed log
         // id (`FollowingHandler::install_full_snapshot` drops one that is
         // not), and what is applied never passes what is committed; the
         // state machine worker runs applies and installs in order. So the
@@ -433,18 +433,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         // would move the replica backwards: refuse, as a storage error.
         let applied = self.replica.read().expect("replica lock").last_applied;
         if meta.last_log_id <= applied {
-            return Err(snap_err(
-                ErrorVerb::Write,
-                std::io::Error::other(format!(
-                    "refusing to install a snapshot through {:?}, not newer than the applied {applied:?}",
-                    meta.last_log_id
-                )),
-            ));
+            return Err(std::io::Error::other(format!(
+                "refusing to install a snapshot through {:?}, not newer than the applied {applied:?}",
+                meta.last_log_id
+            )));
         }
-        let replaced = self
-            .slot
-            .replace_if_newer(meta.last_log_id, &bytes)
-            .map_err(|e| snap_err(ErrorVerb::Write, e))?;
+        let replaced = self.slot.replace_if_newer(meta.last_log_id, &bytes)?;
         debug_assert!(replaced, "the snapshot file is ahead of the applied state");
         let mut replica = self.replica.write().expect("replica lock");
         *replica = file.replica;
@@ -452,14 +446,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         replica.membership = meta.last_membership.clone();
         self.allocated.fetch_max(replica.store.size_bytes(), Ordering::Relaxed);
         self.revisions.send_replace(replica.store.current_revision());
-        tracing::info!(snapshot_id = %meta.snapshot_id, "snapshot installed");
+        tracing::info!(snapshot_id = %file.meta.snapshot_id, "snapshot installed");
         Ok(())
     }
 
-    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
+    async fn get_current_snapshot(&mut self) -> std::io::Result<Option<Snapshot>> {
         Ok(read_snapshot_file(&self.slot.dir)?.map(|(bytes, file)| Snapshot {
-            meta: file.meta,
-            snapshot: Box::new(Cursor::new(bytes)),
+            meta: file.meta.to_openraft(),
+            snapshot: Cursor::new(bytes),
         }))
     }
 }
@@ -467,13 +461,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::types::Entry;
     use firebreak_mvcc::{PutRequest, WriteCommand};
-    use openraft::CommittedLeaderId;
     use std::time::{Duration, Instant};
     use tokio::sync::oneshot;
 
     fn log_id(index: u64) -> LogId {
-        LogId::new(CommittedLeaderId::new(1, 1), index)
+        crate::types::log_id(1, 1, index)
     }
 
     fn put(index: u64, value_len: usize) -> WriteCommand {
@@ -484,24 +478,32 @@ mod tests {
         })
     }
 
+    /// Applies `entries` as openraft hands them over, with nobody waiting
+    /// for their answers.
+    async fn apply(sm: &mut StateMachine, entries: impl IntoIterator<Item = Entry>) {
+        let entries: Vec<_> = entries.into_iter().map(|e| Ok((e, None))).collect();
+        let stream = futures::stream::iter(entries);
+        sm.apply(stream).await.expect("apply");
+    }
+
     /// Applies puts with log indexes `from..=to`.
     async fn apply_puts(sm: &mut StateMachine, from: u64, to: u64) {
         let entries = (from..=to).map(|i| Entry {
             log_id: log_id(i),
             payload: EntryPayload::Normal(put(i, 16)),
         });
-        sm.apply(entries).await.expect("apply");
+        apply(sm, entries).await;
     }
 
     /// A snapshot, as a leader would send it, of a replica that applied puts
     /// `1..=index` of `value_len` bytes each.
-    fn snapshot_through(index: u64, value_len: usize) -> (SnapshotMeta, Vec<u8>) {
+    fn snapshot_through(index: u64, value_len: usize) -> (FileMeta, Vec<u8>) {
         let mut replica = Replica::default();
         for i in 1..=index {
             replica.store.apply(&put(i, value_len)).expect("put");
         }
         replica.last_applied = Some(log_id(index));
-        let meta = SnapshotMeta {
+        let meta = FileMeta {
             last_log_id: replica.last_applied,
             last_membership: replica.membership.clone(),
             snapshot_id: format!("leader-{index}"),
@@ -510,8 +512,8 @@ mod tests {
         (meta, bytes)
     }
 
-    async fn install(sm: &mut StateMachine, (meta, bytes): (SnapshotMeta, Vec<u8>)) {
-        sm.install_snapshot(&meta, Box::new(Cursor::new(bytes)))
+    async fn install(sm: &mut StateMachine, (meta, bytes): (FileMeta, Vec<u8>)) {
+        sm.install_snapshot(&meta.to_openraft(), Cursor::new(bytes))
             .await
             .expect("install");
     }
@@ -550,7 +552,7 @@ mod tests {
         captured.await.expect("the builder captured the replica");
 
         let newer = snapshot_through(10, 16);
-        let newer_meta = newer.0.clone();
+        let newer_meta = newer.0.to_openraft();
         install(&mut sm, newer).await;
         resume.send(()).expect("resume the builder");
         let built = build.await.expect("build task").expect("build");
@@ -578,7 +580,7 @@ mod tests {
                 log_id: log_id(i),
                 payload: EntryPayload::Normal(put(i, 200)),
             });
-            sm.apply(entries).await.expect("apply");
+            apply(&mut sm, entries).await;
         }
         let mut builder = sm.get_snapshot_builder().await;
         let started = Instant::now();
@@ -624,7 +626,7 @@ mod tests {
                 for _ in 0..ROUNDS {
                     let snap = builder.build_snapshot().await.expect("build");
                     let file: SnapshotFile = bincode::deserialize(snap.snapshot.get_ref()).expect("decodes");
-                    assert_eq!(file.meta, snap.meta);
+                    assert_eq!(file.meta.to_openraft(), snap.meta);
                     assert_eq!(file.replica.last_applied, snap.meta.last_log_id);
                 }
             }));
@@ -694,7 +696,7 @@ mod tests {
             )
             .expect("user add");
         replica.last_applied = Some(log_id(4));
-        let meta = SnapshotMeta {
+        let meta = FileMeta {
             last_log_id: replica.last_applied,
             ..meta
         };

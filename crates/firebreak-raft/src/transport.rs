@@ -4,7 +4,12 @@
 //!
 //! Each frame is a big-endian `u32` length and a bincode body. A connection
 //! carries one request at a time; callers that need concurrency take more
-//! connections from the pool of the target.
+//! connections from the pool of the target. Two exchanges hold a
+//! connection of their own: a replication stream
+//! ([`PeerRequest::StreamAppend`]: after it, the sender writes
+//! AppendEntries frames without waiting and the receiver answers each, in
+//! order, as its log takes them), and a snapshot sent in chunks
+//! ([`PeerRequest::SnapshotChunk`]).
 //!
 //! # Correctness
 //! - [`PeerError::Connect`] means the request was never sent, so it is
@@ -15,10 +20,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use openraft::error::{InstallSnapshotError, RaftError};
+use openraft::error::RaftError;
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
-    VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, StreamAppendResult, TransferLeaderRequest,
+    TransferLeaderResponse, VoteRequest, VoteResponse,
 };
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -26,7 +31,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use firebreak_mvcc::{KvError, WriteCommand, WriteResponse};
 
 use crate::peer_tls::{PeerStream, PeerTls};
-use crate::types::{NodeId, TypeConfig};
+use crate::types::{NodeId, SnapshotMeta, TypeConfig, Vote};
 
 /// Largest frame accepted: an AppendEntries of at most 1024 entries
 /// (openraft's `max_payload_entries`), each at most a batch of requests of
@@ -39,8 +44,10 @@ const READ_CHUNK: usize = 64 << 10;
 #[derive(Debug, Serialize, Deserialize)]
 pub enum PeerRequest {
     AppendEntries(AppendEntriesRequest<TypeConfig>),
-    Vote(VoteRequest<NodeId>),
-    InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
+    Vote(VoteRequest<TypeConfig>),
+    /// One piece of a snapshot; the pieces of one snapshot come in order
+    /// on one connection, and the last one installs it.
+    SnapshotChunk(SnapshotChunk),
     /// A client write forwarded to the leader.
     Write(WriteCommand),
     /// A follower asks the leader for a read index.
@@ -63,16 +70,40 @@ pub enum PeerRequest {
     Join(crate::membership::JoinRequest),
     /// Would the receiver vote for the sender now? ([`crate::election`])
     PreVote(crate::election::PreVoteRequest),
+    /// Turns the connection into a replication stream: every frame the
+    /// sender writes after this one is an `AppendEntriesRequest`, and every
+    /// frame it reads is a [`StreamAppendAnswer`], one per request, in
+    /// order.
+    StreamAppend,
+    /// The leader hands its leadership to the receiver (or tells another
+    /// member that it does).
+    TransferLeader(TransferLeaderRequest<TypeConfig>),
 }
+
+/// A piece of a snapshot, from `offset` of its bytes.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SnapshotChunk {
+    pub vote: Vote,
+    pub meta: SnapshotMeta,
+    pub offset: u64,
+    pub data: Vec<u8>,
+    /// The last piece: the receiver installs the snapshot.
+    pub done: bool,
+}
+
+/// The answer to one AppendEntries of a replication stream; `Err` when the
+/// receiver's Raft stopped (the stream ends with it).
+pub type StreamAppendAnswer = Result<StreamAppendResult<TypeConfig>, String>;
 
 impl PeerRequest {
     /// The member that sent this request, where the request names it.
     pub fn sender(&self) -> Option<NodeId> {
         match self {
-            PeerRequest::AppendEntries(r) => r.vote.leader_id().voted_for(),
-            PeerRequest::Vote(r) => r.vote.leader_id().voted_for(),
-            PeerRequest::InstallSnapshot(r) => r.vote.leader_id().voted_for(),
+            PeerRequest::AppendEntries(r) => Some(r.vote.leader_id().node_id),
+            PeerRequest::Vote(r) => Some(r.vote.leader_id().node_id),
+            PeerRequest::SnapshotChunk(c) => Some(c.vote.leader_id().node_id),
             PeerRequest::PreVote(r) => Some(r.candidate),
+            PeerRequest::TransferLeader(r) => Some(r.from_leader().leader_id().node_id),
             _ => None,
         }
     }
@@ -91,9 +122,10 @@ pub enum ForwardError {
 
 #[derive(Debug, Serialize, Deserialize)]
 pub enum PeerResponse {
-    AppendEntries(Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>),
-    Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
-    InstallSnapshot(Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>),
+    AppendEntries(Result<AppendEntriesResponse<TypeConfig>, RaftError<TypeConfig>>),
+    Vote(Result<VoteResponse<TypeConfig>, RaftError<TypeConfig>>),
+    /// `None` until the last piece; `Err` if the receiver cannot take it.
+    SnapshotChunk(Result<Option<SnapshotResponse<TypeConfig>>, String>),
     Write(Result<Result<WriteResponse, KvError>, ForwardError>),
     ReadIndex(Result<u64, ForwardError>),
     /// The granted TTL after renewal; 0 if the lease does not exist.
@@ -106,6 +138,7 @@ pub enum PeerResponse {
     Pong,
     Join(crate::membership::JoinResult),
     PreVote(bool),
+    TransferLeader(Result<TransferLeaderResponse<TypeConfig>, String>),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -298,6 +331,22 @@ impl PeerClient {
         Ok(stream)
     }
 
+    /// A connection of the caller's own (for a replication stream or a
+    /// snapshot), made within `timeout`; never returned to the pool.
+    pub(crate) async fn dedicated(&self, timeout: Duration) -> Result<PeerStream, PeerError> {
+        self.connection(timeout).await
+    }
+
+    /// The peer's address, for errors.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// The peer's label in etcd's metrics.
+    pub(crate) fn label(&self) -> &str {
+        &self.label
+    }
+
     /// Sends one request and waits for its answer.
     pub async fn call(&self, req: &PeerRequest, timeout: Duration) -> Result<PeerResponse, PeerError> {
         let metrics = firebreak_metrics::metrics();
@@ -393,7 +442,7 @@ impl Peers {
 mod tests {
     use firebreak_mvcc::{PutRequest, WriteCommand};
     use openraft::raft::{AppendEntriesRequest, VoteRequest};
-    use openraft::{CommittedLeaderId, EntryPayload, LogId, Vote};
+    use openraft::{EntryPayload, Vote};
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
     use tokio::net::TcpStream;
@@ -403,7 +452,7 @@ mod tests {
 
     /// Well-formed frames of every kind a peer sends, to mutate.
     fn samples() -> Vec<Vec<u8>> {
-        let log_id = LogId::new(CommittedLeaderId::new(3, 7), 42);
+        let log_id = crate::types::log_id(3, 7, 42);
         let entry = Entry {
             log_id,
             payload: EntryPayload::Normal(WriteCommand::Put(PutRequest {

@@ -31,15 +31,24 @@ openraft::declare_raft_types!(
         R = Applied,
         NodeId = u64,
         Node = Member,
-        Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = Cursor<Vec<u8>>,
 );
 
 pub type NodeId = u64;
-pub type Entry = openraft::Entry<TypeConfig>;
-pub type LogId = openraft::LogId<NodeId>;
-pub type Vote = openraft::Vote<NodeId>;
-pub type StorageError = openraft::StorageError<NodeId>;
-pub type StoredMembership = openraft::StoredMembership<NodeId, Member>;
-pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, Member>;
-pub type Raft = openraft::Raft<TypeConfig>;
+/// A leader as log ids name it: its term and its node id.
+pub type LeaderId = openraft::alias::LeaderIdOf<TypeConfig>;
+pub type Entry = openraft::alias::EntryOf<TypeConfig>;
+pub type LogId = openraft::alias::LogIdOf<TypeConfig>;
+pub type Vote = openraft::alias::VoteOf<TypeConfig>;
+pub type StoredMembership = openraft::alias::StoredMembershipOf<TypeConfig>;
+pub type SnapshotMeta = openraft::alias::SnapshotMetaOf<TypeConfig>;
+/// A snapshot as openraft hands it around: its metadata and its bytes.
+pub type Snapshot = openraft::alias::SnapshotOf<TypeConfig, SnapshotData>;
+/// A snapshot's bytes (encoded by [`crate::state_machine`]).
+pub type SnapshotData = Cursor<Vec<u8>>;
+pub type Raft = openraft::Raft<TypeConfig, crate::state_machine::StateMachine>;
+pub type RaftMetrics = openraft::RaftMetrics<TypeConfig>;
+
+/// The log id of entry `index` written by `node_id` as leader of `term`.
+pub fn log_id(term: u64, node_id: NodeId, index: u64) -> LogId {
+    openraft::LogId::new(LeaderId { term, node_id }, index)
+}

@@ -946,12 +946,12 @@ mod tests {
 
     use bytes::Bytes;
     use firebreak_mvcc::{PutRequest, WriteCommand};
-    use openraft::{CommittedLeaderId, EntryPayload};
+    use openraft::EntryPayload;
 
     use super::*;
 
     fn log_id(term: u64, index: u64) -> LogId {
-        LogId::new(CommittedLeaderId::new(term, 0), index)
+        crate::types::log_id(term, 0, index)
     }
 
     fn entry(term: u64, index: u64) -> Vec<u8> {

@@ -17,17 +17,15 @@ use firebreak_mvcc::{
     RequestOp, ResponseOp, SortOrder, SortTarget, TxnRequest, TxnResponse, WriteCommand, WriteResponse,
 };
 use firebreak_raft::membership::{MembershipChange, MembershipError};
-use firebreak_raft::transport::{ForwardError, PeerRequest, PeerResponse};
+use firebreak_raft::transport::{ForwardError, PeerRequest, PeerResponse, SnapshotChunk, StreamAppendAnswer};
 use firebreak_raft::types::{Applied, Entry, LogId, SnapshotMeta, StoredMembership, TypeConfig, Vote};
 use firebreak_raft::Member;
-use openraft::error::{Fatal, InstallSnapshotError, RaftError, SnapshotMismatch};
+use openraft::error::{Fatal, RaftError};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
-    VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, StreamAppendError, TransferLeaderRequest,
+    VoteRequest, VoteResponse,
 };
-use openraft::{
-    AnyError, CommittedLeaderId, EntryPayload, ErrorSubject, ErrorVerb, Membership, SnapshotSegmentId, StorageIOError,
-};
+use openraft::{EntryPayload, ErrorSubject, ErrorVerb, Membership, StorageError};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -57,7 +55,7 @@ fn roundtrip_without_eq<T: Serialize + DeserializeOwned + Debug>(v: &T) {
 }
 
 fn log_id(index: u64) -> LogId {
-    LogId::new(CommittedLeaderId::new(3, 7), index)
+    firebreak_raft::types::log_id(3, 7, index)
 }
 
 fn vote() -> Vote {
@@ -330,6 +328,7 @@ fn membership() -> Membership<u64, Member> {
         vec![BTreeSet::from([1u64, 2, 3]), BTreeSet::from([2u64, 3, 4])],
         (1..=5).map(|i| (i, member(i))).collect::<BTreeMap<_, _>>(),
     )
+    .expect("a valid membership")
 }
 
 /// Log entries of every payload kind, one per write command.
@@ -337,11 +336,11 @@ fn entries() -> Vec<Entry> {
     let mut entries = vec![
         Entry {
             log_id: log_id(40),
-            payload: EntryPayload::<TypeConfig>::Blank,
+            payload: EntryPayload::Blank,
         },
         Entry {
             log_id: log_id(41),
-            payload: EntryPayload::<TypeConfig>::Membership(membership()),
+            payload: EntryPayload::Membership(membership()),
         },
     ];
     for (i, cmd) in write_commands().into_iter().enumerate() {
@@ -353,8 +352,12 @@ fn entries() -> Vec<Entry> {
     entries
 }
 
-fn storage_error() -> firebreak_raft::types::StorageError {
-    StorageIOError::new(ErrorSubject::Logs, ErrorVerb::Write, AnyError::error("disk on fire")).into()
+fn storage_error() -> StorageError<TypeConfig> {
+    StorageError::from_io_error(
+        ErrorSubject::Logs,
+        ErrorVerb::Write,
+        std::io::Error::other("disk on fire"),
+    )
 }
 
 fn peer_requests() -> Vec<PeerRequest> {
@@ -370,17 +373,18 @@ fn peer_requests() -> Vec<PeerRequest> {
             candidate: 3,
             last_log_id: Some(log_id(42)),
         }),
-        PeerRequest::InstallSnapshot(InstallSnapshotRequest {
+        PeerRequest::SnapshotChunk(SnapshotChunk {
             vote: vote(),
             meta: SnapshotMeta {
                 last_log_id: Some(log_id(42)),
                 last_membership: StoredMembership::new(Some(log_id(41)), membership()),
-                snapshot_id: "3-42-1".into(),
             },
             offset: 4096,
             data: vec![1, 2, 3],
             done: true,
         }),
+        PeerRequest::StreamAppend,
+        PeerRequest::TransferLeader(TransferLeaderRequest::new(vote(), 2, Some(log_id(42)))),
         PeerRequest::ReadIndex,
         PeerRequest::LeaseKeepAlive(11),
         PeerRequest::LeaseTimeToLive(12),
@@ -492,16 +496,6 @@ fn member_report() -> firebreak_raft::report::MemberReport {
 }
 
 fn peer_responses() -> Vec<PeerResponse> {
-    let mismatch = SnapshotMismatch {
-        expect: SnapshotSegmentId {
-            id: "3-42-1".into(),
-            offset: 4096,
-        },
-        got: SnapshotSegmentId {
-            id: "3-42-2".into(),
-            offset: 8192,
-        },
-    };
     let mut responses = vec![
         PeerResponse::AppendEntries(Ok(AppendEntriesResponse::Success)),
         PeerResponse::AppendEntries(Ok(AppendEntriesResponse::PartialSuccess(Some(log_id(43))))),
@@ -511,10 +505,11 @@ fn peer_responses() -> Vec<PeerResponse> {
         PeerResponse::AppendEntries(Err(RaftError::Fatal(Fatal::Panicked))),
         PeerResponse::Vote(Ok(VoteResponse::new(vote(), Some(log_id(42)), true))),
         PeerResponse::Vote(Err(RaftError::Fatal(Fatal::Stopped))),
-        PeerResponse::InstallSnapshot(Ok(InstallSnapshotResponse { vote: vote() })),
-        PeerResponse::InstallSnapshot(Err(RaftError::APIError(InstallSnapshotError::SnapshotMismatch(
-            mismatch,
-        )))),
+        PeerResponse::SnapshotChunk(Ok(None)),
+        PeerResponse::SnapshotChunk(Ok(Some(SnapshotResponse::new(vote())))),
+        PeerResponse::SnapshotChunk(Err("out of order".into())),
+        PeerResponse::TransferLeader(Ok(Ok(()))),
+        PeerResponse::TransferLeader(Err("stopped".into())),
         PeerResponse::Write(Ok(Err(KvError::Compacted))),
         PeerResponse::Write(Err(ForwardError::NotLeader)),
         PeerResponse::Write(Err(ForwardError::Unavailable("timed out".into()))),
@@ -548,7 +543,9 @@ fn request_kind(r: &PeerRequest) -> &'static str {
     match r {
         PeerRequest::AppendEntries(_) => "AppendEntries",
         PeerRequest::Vote(_) => "Vote",
-        PeerRequest::InstallSnapshot(_) => "InstallSnapshot",
+        PeerRequest::SnapshotChunk(_) => "SnapshotChunk",
+        PeerRequest::TransferLeader(_) => "TransferLeader",
+        PeerRequest::StreamAppend => "StreamAppend",
         PeerRequest::Write(_) => "Write",
         PeerRequest::ReadIndex => "ReadIndex",
         PeerRequest::LeaseKeepAlive(_) => "LeaseKeepAlive",
@@ -566,7 +563,8 @@ fn response_kind(r: &PeerResponse) -> &'static str {
     match r {
         PeerResponse::AppendEntries(_) => "AppendEntries",
         PeerResponse::Vote(_) => "Vote",
-        PeerResponse::InstallSnapshot(_) => "InstallSnapshot",
+        PeerResponse::SnapshotChunk(_) => "SnapshotChunk",
+        PeerResponse::TransferLeader(_) => "TransferLeader",
         PeerResponse::Write(_) => "Write",
         PeerResponse::ReadIndex(_) => "ReadIndex",
         PeerResponse::LeaseKeepAlive(_) => "LeaseKeepAlive",
@@ -598,10 +596,11 @@ fn command_kind(c: &WriteCommand) -> &'static str {
 }
 
 /// The kinds of peer requests that have a response of the same kind.
-const PEER_CALL_KINDS: [&str; 12] = [
+const PEER_CALL_KINDS: [&str; 13] = [
     "AppendEntries",
     "Vote",
-    "InstallSnapshot",
+    "SnapshotChunk",
+    "TransferLeader",
     "Write",
     "ReadIndex",
     "LeaseKeepAlive",
@@ -664,7 +663,10 @@ fn log_entries_roundtrip() {
 fn peer_requests_roundtrip() {
     let requests = peer_requests();
     let kinds: BTreeSet<&str> = requests.iter().map(request_kind).collect();
-    assert_eq!(kinds, peer_kinds("Ping"), "a request kind has no sample");
+    let mut expected = peer_kinds("Ping");
+    // Answered by a stream of `StreamAppendAnswer`s, not a response.
+    expected.insert("StreamAppend");
+    assert_eq!(kinds, expected, "a request kind has no sample");
     for request in &requests {
         roundtrip_without_eq(request);
     }
@@ -698,4 +700,49 @@ fn roundtrip_catches_a_field_serde_skips() {
 #[should_panic(expected = "changed by its encoding")]
 fn roundtrip_without_eq_catches_a_field_serde_skips() {
     roundtrip_without_eq(&SkipsAField { kept: 1, skipped: 2 });
+}
+
+#[test]
+fn replication_stream_answers_roundtrip() {
+    let answers: Vec<StreamAppendAnswer> = vec![
+        Ok(Ok(Some(log_id(44)))),
+        Ok(Ok(None)),
+        Ok(Err(StreamAppendError::Conflict(log_id(40)))),
+        Ok(Err(StreamAppendError::HigherVote(Vote::new(4, 2)))),
+        Err("raft stopped".into()),
+    ];
+    for answer in &answers {
+        roundtrip(answer);
+    }
+}
+
+/// The Raft log on disk keeps the byte layout openraft 0.9 gave it, so a
+/// member upgraded from a release built on openraft 0.9 reads its log:
+/// a log id is (term, node id, index) as little-endian u64s, a vote adds a
+/// committed flag, and an entry's payload is tagged 0 (blank), 1 (normal)
+/// or 2 (membership), as bincode encodes openraft 0.9's types.
+#[test]
+fn log_records_keep_the_layout_of_openraft_0_9() {
+    let le = |v: u64| v.to_le_bytes().to_vec();
+    let id = log_id(9);
+    assert_eq!(bincode::serialize(&id).unwrap(), [le(3), le(7), le(9)].concat());
+    let mut vote_bytes = [le(3), le(7)].concat();
+    vote_bytes.push(1);
+    assert_eq!(bincode::serialize(&vote()).unwrap(), vote_bytes);
+    let blank = Entry {
+        log_id: log_id(9),
+        payload: EntryPayload::Blank,
+    };
+    let mut blank_bytes = [le(3), le(7), le(9)].concat();
+    blank_bytes.extend_from_slice(&0u32.to_le_bytes());
+    assert_eq!(bincode::serialize(&blank).unwrap(), blank_bytes);
+    let membership = Entry {
+        log_id: log_id(9),
+        payload: EntryPayload::Membership(membership()),
+    };
+    let encoded = bincode::serialize(&membership).unwrap();
+    assert_eq!(&encoded[24..28], &2u32.to_le_bytes(), "membership is payload variant 2");
+    // Then the configurations: a length-prefixed list of sets of ids.
+    assert_eq!(&encoded[28..36], &le(2)[..], "two configurations (joint)");
+    assert_eq!(&encoded[36..44], &le(3)[..], "three voters in the first");
 }

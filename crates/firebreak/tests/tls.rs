@@ -16,11 +16,12 @@ use firebreak_mvcc::{PutRequest, WriteCommand};
 use firebreak_raft::membership::MembershipChange;
 use firebreak_raft::peer_tls::{PeerStream, PeerTls, ADMITTED};
 use firebreak_raft::transport::{read_frame, write_frame, PeerRequest, PeerResponse};
+use firebreak_raft::types::log_id;
 use firebreak_tls::generate::{Ca, Issued, Usage};
 use firebreak_tls::rustls::{self, ClientConfig};
 use firebreak_tls::tokio_rustls::TlsConnector;
 use openraft::raft::{AppendEntriesRequest, VoteRequest};
-use openraft::{CommittedLeaderId, EntryPayload, LogId, Vote};
+use openraft::{EntryPayload, Vote};
 use rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer, ServerName};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::TcpStream;
@@ -175,9 +176,8 @@ const ROGUE: u64 = 0xbad;
 /// acted on them: a vote and entries for a far higher term, a forwarded
 /// write, a read index, a membership change, a campaign.
 fn hostile_frames(term: u64) -> Vec<(&'static str, PeerRequest)> {
-    let leader = CommittedLeaderId::new(term + 100, ROGUE);
     let entry = firebreak_raft::types::Entry {
-        log_id: LogId::new(leader, 1),
+        log_id: log_id(term + 100, ROGUE, 1),
         payload: EntryPayload::Normal(WriteCommand::Put(PutRequest {
             key: Bytes::from_static(b"rogue/appended"),
             value: Bytes::from_static(b"x"),
@@ -189,7 +189,7 @@ fn hostile_frames(term: u64) -> Vec<(&'static str, PeerRequest)> {
             "Vote",
             PeerRequest::Vote(VoteRequest::new(
                 Vote::new(term + 100, ROGUE),
-                Some(LogId::new(leader, 1_000_000)),
+                Some(log_id(term + 100, ROGUE, 1_000_000)),
             )),
         ),
         (
@@ -198,7 +198,7 @@ fn hostile_frames(term: u64) -> Vec<(&'static str, PeerRequest)> {
                 vote: Vote::new_committed(term + 100, ROGUE),
                 prev_log_id: None,
                 entries: vec![entry],
-                leader_commit: Some(LogId::new(leader, 1)),
+                leader_commit: Some(log_id(term + 100, ROGUE, 1)),
             }),
         ),
         (

@@ -126,11 +126,12 @@ fn spawn(config: &Path, log: &Path, opts: &Options) -> Child {
 fn spawn_with(config: &Path, log: &Path, opts: &Options, env: &[(String, String)]) -> Child {
     let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
     Command::new(opts.bin.as_deref().unwrap_or(Path::new(BIN)))
+        // The default log filter, unless the test sets its own.
+        .env("FIREBREAK_LOG", "info,openraft=warn")
         .envs(opts.env.iter().chain(env).map(|(k, v)| (k, v)))
         .arg("serve")
         .arg("--config")
         .arg(config)
-        .env("FIREBREAK_LOG", "info,openraft=warn")
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
         .stderr(log)
