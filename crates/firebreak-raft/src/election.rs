@@ -1,22 +1,24 @@
-//! The election timer, with a pre-vote, which openraft 0.9 lacks.
+//! The election timer, which starts openraft 0.10's pre-vote.
 //!
-//! openraft 0.9 starts an election on its own timer: a member that hears no
-//! leader for an election timeout raises its term and asks for votes. A
-//! member cut off from the others (an isolated datacenter, a member that
-//! was down) does this over and over, alone, and comes back with a term
-//! far above the cluster's. The leader's next AppendEntries to it is then
-//! refused with that higher term, the leader steps down, and the healthy
-//! majority is without a leader for a whole election: a second outage,
-//! caused by the repair of the first.
+//! A member that hears no leader for an election timeout and raises its
+//! term at once (Raft without a pre-vote) does so over and over when it is
+//! cut off from the others (an isolated datacenter, a member that was
+//! down), and comes back with a term far above the cluster's. The leader's
+//! next AppendEntries to it is then refused with that higher term, the
+//! leader steps down, and the healthy majority is without a leader for a
+//! whole election: a second outage, caused by the repair of the first.
 //!
-//! So openraft's own timer is off (`enable_elect = false`) and this module
-//! runs the timer instead, with Raft's pre-vote (Ongaro's thesis, 9.6): a
-//! member whose timer runs out first asks the voters whether they *would*
-//! vote for it, without changing anyone's term, and raises its term (through
-//! `Trigger::elect`) only when a majority of every voter configuration says
-//! yes. A member answers yes only when it has no live leader and the
-//! candidate's log is at least as up to date as its own: exactly the check
-//! openraft makes of a real vote, made without voting.
+//! So every election here starts with openraft's Pre-Vote (Ongaro's
+//! thesis, 9.6; `Trigger::elect(true)`): the member asks the voters whether
+//! they *would* vote for it, without changing anyone's term, and raises its
+//! term only when a majority of every voter configuration says yes. A
+//! member says yes only when its leader lease has run out (or, as leader,
+//! no quorum acknowledged it within the lease) and the candidate's log is
+//! at least as up to date as its own.
+//!
+//! openraft's own timer is off (`enable_elect = false`) because its timeout
+//! is fixed when the node starts: this timer's adapts to the round trips
+//! measured between the members (below).
 //!
 //! # Timing
 //! - `election_timeout` (T, `raft.election_timeout_ms`): a follower that
@@ -39,16 +41,11 @@
 //!   so the default suits loopback and datacenters far apart alike.
 //!
 //! # Correctness
-//! Safety does not depend on this module: every election is openraft's,
-//! with its vote rules and durable votes; the pre-vote only decides *when*
-//! a member asks. What it changes is liveness, and the rules above keep it:
-//! - A leader that still hears from a quorum (`Node::serving_term`) says
-//!   no, so a member coming back cannot unseat it; one that lost its quorum
-//!   says yes, so the majority side can elect without it.
-//! - A member never refuses because of terms: one whose term is behind
-//!   (after a split vote elsewhere) still gets its pre-vote, and openraft's
-//!   real vote then teaches it the newer term.
-//! - A lone voter elects itself at once, as openraft does.
+//! Safety does not depend on this module: every election, pre-vote
+//! included, is openraft's, with its vote rules and durable votes; this
+//! timer only decides *when* a member asks. What it changes is liveness:
+//! a member whose leader is silent asks within 1.2 T, and a lone voter
+//! elects itself at once (without a pre-vote, as nobody else could vote).
 
 use openraft::async_runtime::Instant as _;
 use openraft::async_runtime::WatchReceiver as _;
@@ -58,20 +55,10 @@ use std::time::Duration;
 
 use openraft::ServerState;
 use rand::Rng;
-use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::node::Node;
-use crate::transport::{PeerRequest, PeerResponse};
-use crate::types::{LogId, NodeId};
-
-/// A member's question: would you vote for me now?
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PreVoteRequest {
-    pub candidate: NodeId,
-    /// The id of the candidate's last log entry.
-    pub last_log_id: Option<LogId>,
-}
+use crate::types::NodeId;
 
 /// What the election timer learned, for the member's reports.
 #[derive(Debug, Default)]
@@ -158,68 +145,15 @@ impl Node {
             .unwrap_or_default();
         self.election.timeout.max(slowest * 10)
     }
-
-    /// Answers a pre-vote: yes if this member has no live leader and the
-    /// candidate's log is at least as up to date as its own.
-    pub(crate) async fn pre_vote(&self, req: PreVoteRequest) -> bool {
-        let m = self.raft.metrics().borrow_watched().clone();
-        if m.state == ServerState::Leader && m.current_leader == Some(self.id) {
-            if self.serving_term().is_some() {
-                return false;
-            }
-        } else {
-            let Some(view) = self.vote_view().await else {
-                return false;
-            };
-            let leader_alive = view.committed && view.utime.is_some_and(|t| t.elapsed() <= self.election.lease);
-            if leader_alive {
-                return false;
-            }
-        }
-        let granted = req.last_log_id >= self.log_tail.last_log_id();
-        tracing::debug!(candidate = req.candidate, granted, "pre-vote");
-        granted
-    }
-
-    /// Asks every other voter for a pre-vote; true when a majority of every
-    /// voter configuration (this member included) says yes.
-    async fn pre_vote_round(&self, configs: &[BTreeSet<NodeId>]) -> bool {
-        let req = PreVoteRequest {
-            candidate: self.id,
-            last_log_id: self.log_tail.last_log_id(),
-        };
-        let membership = self.raft.metrics().borrow_watched().membership_config.clone();
-        let others: BTreeSet<NodeId> = configs.iter().flatten().copied().filter(|&v| v != self.id).collect();
-        let asks = others.into_iter().filter_map(|v| {
-            let member = membership.membership().get_node(&v)?.clone();
-            let client = self.peers.get(v, &member.peer_addr);
-            let req = PeerRequest::PreVote(req.clone());
-            let wait = self.election.lease;
-            Some(async move {
-                let granted = matches!(client.call(&req, wait).await, Ok(PeerResponse::PreVote(true)));
-                (v, granted)
-            })
-        });
-        let answers = futures::future::join_all(asks).await;
-        let yes: BTreeSet<NodeId> = answers
-            .into_iter()
-            .filter_map(|(v, granted)| granted.then_some(v))
-            .chain([self.id])
-            .collect();
-        configs
-            .iter()
-            .all(|voters| voters.is_empty() || voters.iter().filter(|v| yes.contains(v)).count() * 2 > voters.len())
-    }
 }
 
 /// Runs the election timer of `node` until it is dropped.
 pub(crate) async fn run(node: Weak<Node>) {
     let started = Instant::now();
     let mut last_attempt = started;
-    let mut next_wait: Option<Duration> = None;
-    // Whether this member's last attempt was an election of its own that
-    // has not (yet) produced a leader.
-    let mut campaigned = false;
+    // The wait of this round, and whether it was drawn after an election
+    // of this member's own that elected nobody.
+    let mut next_wait: Option<(bool, Duration)> = None;
     loop {
         let tick = match node.upgrade() {
             Some(n) => n.election.tick,
@@ -232,7 +166,6 @@ pub(crate) async fn run(node: Weak<Node>) {
         let voters: BTreeSet<NodeId> = configs.iter().flatten().copied().collect();
         if m.state == ServerState::Leader {
             node.election_state.set_leader_silent(false);
-            campaigned = false;
             next_wait = None;
             last_attempt = Instant::now();
             continue;
@@ -250,22 +183,27 @@ pub(crate) async fn run(node: Weak<Node>) {
             last_attempt = Instant::now();
             continue;
         }
-        if view.committed {
-            campaigned = false;
-        }
+        // This member's own candidacy that elected nobody (yet): a split
+        // vote, or a real election still under way.
+        let campaigned = !view.committed && m.vote.leader_id().node_id == node.id && m.current_term > 0;
         // A new random wait for each round, as Raft's randomized timer; a
         // short one after an election of its own that elected nobody (a
         // split vote): nobody holds a leader lease then, and waiting a
         // whole timeout again would double the outage.
-        let wait = *next_wait.get_or_insert_with(|| {
-            let ms = timeout.as_millis() as u64;
-            let range = if campaigned {
-                ms / 10..ms / 4 + 1
-            } else {
-                ms..ms + ms / 5 + 1
-            };
-            Duration::from_millis(rand::thread_rng().gen_range(range))
-        });
+        let wait = match next_wait {
+            Some((drawn_after_campaign, wait)) if drawn_after_campaign == campaigned => wait,
+            _ => {
+                let ms = timeout.as_millis() as u64;
+                let range = if campaigned {
+                    ms / 10..ms / 4 + 1
+                } else {
+                    ms..ms + ms / 5 + 1
+                };
+                let wait = Duration::from_millis(rand::thread_rng().gen_range(range));
+                next_wait = Some((campaigned, wait));
+                wait
+            }
+        };
         let quiet_for = [
             Some(started.elapsed()),
             Some(last_attempt.elapsed()),
@@ -279,35 +217,18 @@ pub(crate) async fn run(node: Weak<Node>) {
             continue;
         }
         // Failpoint `elect-without-pre-vote` (the `failpoints` feature only):
-        // campaign as openraft 0.9's own timer did, without asking first.
+        // campaign as Raft without a pre-vote does.
         #[cfg(feature = "failpoints")]
-        let lone = voters.len() == 1 || fail::eval("elect-without-pre-vote", |_| ()).is_some();
+        let pre_vote = voters.len() > 1 && fail::eval("elect-without-pre-vote", |_| ()).is_none();
         #[cfg(not(feature = "failpoints"))]
-        let lone = voters.len() == 1;
-        let mut granted = lone || node.pre_vote_round(&configs).await;
+        let pre_vote = voters.len() > 1;
+        tracing::debug!(
+            term = m.current_term,
+            pre_vote,
+            "no leader within {wait:?}: asking for an election"
+        );
+        let _ = node.raft.trigger().elect(pre_vote).await;
         last_attempt = Instant::now();
         next_wait = None;
-        // While it asked, another candidate may have won this member's
-        // vote (or a leader may have spoken): Raft restarts the timer then,
-        // and campaigning now would unseat the candidate it just voted for.
-        if granted && !lone {
-            let now_view = node.vote_view().await;
-            let m_now = node.raft.metrics().borrow_watched().clone();
-            if m_now.current_term != m.current_term || now_view.is_none_or(|v| v.utime != view.utime) {
-                tracing::debug!("the vote changed during the pre-vote: not campaigning");
-                granted = false;
-            }
-        }
-        if granted {
-            tracing::info!(
-                term = m.current_term,
-                "no leader within {wait:?}, a majority would vote: campaigning"
-            );
-            let _ = node.raft.trigger().elect(false).await;
-            campaigned = true;
-        } else {
-            campaigned = false;
-            tracing::debug!("no leader within {wait:?}, but no majority would vote: waiting");
-        }
     }
 }

@@ -226,13 +226,6 @@ pub struct LogReader {
     cache: Arc<Mutex<Cache>>,
 }
 
-impl LogReader {
-    /// The id of the log's last entry (appended, not necessarily on disk).
-    pub fn last_log_id(&self) -> Option<LogId> {
-        self.cache.lock().expect("log cache lock").last_log_id()
-    }
-}
-
 impl LogStore {
     /// Opens (or creates) the log of node `me` in `dir` and loads it.
     pub fn open(dir: &Path, me: NodeId) -> std::io::Result<LogStore> {
@@ -281,14 +274,7 @@ impl LogStore {
         self.own_proposals.clone()
     }
 
-    /// A handle on the log's last entry, for the election timer's pre-vote.
-    pub fn reader(&self) -> LogReader {
-        LogReader {
-            cache: self.cache.clone(),
-        }
-    }
-
-    /// Which entries are on disk, for the state machine and the network.
+    /// Which entries are on disk, for the operations plane.
     pub fn durability(&self) -> Durability {
         self.durability.clone()
     }

@@ -185,6 +185,13 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
                     // The follower owes an answer only once a request went
                     // out; the stream ends when openraft stops sending.
                     let sent_at = written.recv().await?;
+                    // Failpoint `replication-stream-break` (the `failpoints`
+                    // feature only): the connection breaks with requests in
+                    // flight, before this answer is read.
+                    #[cfg(feature = "failpoints")]
+                    if fail::eval("replication-stream-break", |_| ()).is_some() {
+                        return Some((Err(network_error("replication stream broken (failpoint)".into())), None));
+                    }
                     let read = read_frame_counted::<StreamAppendAnswer>(&mut reader);
                     let answer = match tokio::time::timeout_at((sent_at + ttl).into(), read).await {
                         Ok(answer) => answer,
@@ -216,6 +223,17 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
         match self.call(PeerRequest::Vote(rpc), option.hard_ttl()).await? {
             PeerResponse::Vote(r) => r.map_err(|e| network_error(format!("peer {}: {e}", self.target))),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn pre_vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        match self.call(PeerRequest::PreVote(rpc), option.hard_ttl()).await? {
+            PeerResponse::PreVote(r) => r.map_err(|e| network_error(format!("peer {}: {e}", self.target))),
             other => Err(unexpected(other)),
         }
     }

@@ -129,8 +129,6 @@ pub struct Node {
     pub(crate) own_proposals: Arc<OwnProposals>,
     /// The election timer's settings ([`crate::election`]).
     pub(crate) election: crate::election::ElectionTiming,
-    /// The log's last entry, for pre-votes.
-    pub(crate) log_tail: crate::log_store::LogReader,
     /// What the election timer learned ([`crate::election`]).
     pub(crate) election_state: crate::election::ElectionState,
     /// How this member makes and checks auth tokens.
@@ -170,7 +168,6 @@ impl Node {
         let crate::membership::Joined { id, cluster_id } = crate::identity::resolve(config, &peers).await?;
         let log = LogStore::open(&config.data_dir.join("raft"), id)?;
         let durability = log.durability();
-        let log_tail = log.reader();
         let progress = log.progress();
         let own_proposals = log.own_proposals();
         let sm = StateMachine::open(&config.data_dir.join("snapshot"))?;
@@ -275,7 +272,6 @@ impl Node {
             heartbeat_interval: timing.heartbeat_interval,
             allocated,
             election,
-            log_tail,
             election_state: Default::default(),
         });
         let server = tokio::spawn(serve_peers(listener, Arc::downgrade(&node), peer_tls));
@@ -802,7 +798,7 @@ where
             PeerRequest::LeaseKeepAlive(id) => PeerResponse::LeaseKeepAlive(node.leader_keep_alive(id).await),
             PeerRequest::LeaseTimeToLive(id) => PeerResponse::LeaseTimeToLive(node.leader_time_to_live(id).await),
             PeerRequest::Campaign => PeerResponse::Campaign(node.start_election().await),
-            PeerRequest::PreVote(r) => PeerResponse::PreVote(node.pre_vote(r).await),
+            PeerRequest::PreVote(r) => PeerResponse::PreVote(node.raft.pre_vote(r).await),
             PeerRequest::Membership(change) => {
                 let result = node.leader_change_members(change).await;
                 PeerResponse::Membership(match result {

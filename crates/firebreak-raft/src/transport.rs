@@ -68,8 +68,9 @@ pub enum PeerRequest {
     /// A member starting for the first time announces itself (to the
     /// leader; others answer `NotLeader`).
     Join(crate::membership::JoinRequest),
-    /// Would the receiver vote for the sender now? ([`crate::election`])
-    PreVote(crate::election::PreVoteRequest),
+    /// Would the receiver vote for the sender now? (openraft's Pre-Vote,
+    /// started by [`crate::election`])
+    PreVote(VoteRequest<TypeConfig>),
     /// Turns the connection into a replication stream: every frame the
     /// sender writes after this one is an `AppendEntriesRequest`, and every
     /// frame it reads is a [`StreamAppendAnswer`], one per request, in
@@ -102,7 +103,7 @@ impl PeerRequest {
             PeerRequest::AppendEntries(r) => Some(r.vote.leader_id().node_id),
             PeerRequest::Vote(r) => Some(r.vote.leader_id().node_id),
             PeerRequest::SnapshotChunk(c) => Some(c.vote.leader_id().node_id),
-            PeerRequest::PreVote(r) => Some(r.candidate),
+            PeerRequest::PreVote(r) => Some(r.vote.leader_id().node_id),
             PeerRequest::TransferLeader(r) => Some(r.from_leader().leader_id().node_id),
             _ => None,
         }
@@ -137,7 +138,7 @@ pub enum PeerResponse {
     Report(Box<crate::report::MemberReport>),
     Pong,
     Join(crate::membership::JoinResult),
-    PreVote(bool),
+    PreVote(Result<VoteResponse<TypeConfig>, RaftError<TypeConfig>>),
     TransferLeader(Result<TransferLeaderResponse<TypeConfig>, String>),
 }
 

@@ -369,10 +369,7 @@ fn peer_requests() -> Vec<PeerRequest> {
             leader_commit: Some(log_id(38)),
         }),
         PeerRequest::Vote(VoteRequest::new(vote(), Some(log_id(42)))),
-        PeerRequest::PreVote(firebreak_raft::election::PreVoteRequest {
-            candidate: 3,
-            last_log_id: Some(log_id(42)),
-        }),
+        PeerRequest::PreVote(VoteRequest::new(Vote::new(4, 3), Some(log_id(42)))),
         PeerRequest::SnapshotChunk(SnapshotChunk {
             vote: vote(),
             meta: SnapshotMeta {
@@ -530,7 +527,8 @@ fn peer_responses() -> Vec<PeerResponse> {
         }))),
         PeerResponse::Join(Ok(Err(MembershipError::NotAdded("http://10.0.4.5:2380".into())))),
         PeerResponse::Join(Err(ForwardError::NotLeader)),
-        PeerResponse::PreVote(true),
+        PeerResponse::PreVote(Ok(VoteResponse::new(Vote::new(4, 3), Some(log_id(42)), true))),
+        PeerResponse::PreVote(Err(RaftError::Fatal(Fatal::Stopped))),
     ];
     responses.extend(write_responses().into_iter().map(|r| PeerResponse::Write(Ok(Ok(r)))));
     responses

@@ -96,17 +96,19 @@ async fn acknowledged_writes_survive_fast_restarts_of_a_leader_with_a_slow_disk(
     .await;
 }
 
-/// Commit notices go unawaited (`crates/firebreak-raft/src/network.rs`);
-/// with every one of them lost (failpoint `commit-notice-drop`), followers
-/// learn commits from the next heartbeat, and nothing acknowledged is lost
-/// when the leader dies. Were entries ever sent unawaited, the leader
-/// would count followers that never got them, and a kill would lose
-/// acknowledged writes.
+/// Replication is pipelined: many AppendEntries in flight per follower,
+/// their answers matched to them by order (`crates/firebreak-raft/src/network.rs`).
+/// With one stream in ten broken before an answer is read (failpoint
+/// `replication-stream-break`), openraft restarts the stream from what the
+/// follower confirmed, and nothing acknowledged is lost when the leader
+/// dies. Were an answer ever taken for a later request than its own, the
+/// leader would count a follower for entries it does not hold, and a kill
+/// would lose acknowledged writes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn acknowledged_writes_survive_leader_restarts_when_commit_notices_are_lost() {
+async fn acknowledged_writes_survive_leader_restarts_when_replication_streams_break() {
     restart_the_leader_under_load(Options {
         bin: Some(common::failpoints_binary()),
-        env: vec![("FAILPOINTS".into(), "commit-notice-drop=return".into())],
+        env: vec![("FAILPOINTS".into(), "replication-stream-break=10%return".into())],
         ..Options::default()
     })
     .await;
