@@ -151,8 +151,25 @@ async fn client_loop(plan: Arc<Plan>, workload: Arc<Workload>, mut conn: Conn, m
     stats
 }
 
-/// The endpoint that reports itself leader.
+/// How long `--target leader` waits for an endpoint that reports itself
+/// leader (an election under way when the run starts).
+const LEADER_WAIT: Duration = Duration::from_secs(10);
+
+/// The endpoint that reports itself leader, waiting up to [`LEADER_WAIT`]
+/// for one while an election is under way.
 async fn find_leader(kind: ClientKind, urls: &[String]) -> Result<String, BenchError> {
+    let deadline = tokio::time::Instant::now() + LEADER_WAIT;
+    loop {
+        match find_leader_once(kind, urls).await {
+            Err(BenchError::NoLeader(_)) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn find_leader_once(kind: ClientKind, urls: &[String]) -> Result<String, BenchError> {
     let mut seen = Vec::new();
     for url in urls {
         let answer = match Conn::connect(kind, url, CONNECT_TIMEOUT).await {

@@ -1,5 +1,5 @@
 //! `--wan-relay`: the drill's WAN link emulator
-//! ([`firebreak_drill::relay`]), run on its own for a benchmark lab.
+//! ([`firebreak_netlab::relay`]), run on its own for a benchmark lab.
 //!
 //! `bench/compare-etcd.sh` makes one network namespace per datacenter with
 //! the drill's address plan ([`AddressPlan`]), starts the members of etcd or
@@ -14,8 +14,8 @@
 
 use std::time::Duration;
 
-use firebreak_drill::lab::addr::{AddressPlan, Mode};
-use firebreak_drill::relay::{Relay, RelayStats, Route, SourceMap};
+use firebreak_netlab::addr::{AddressPlan, Mode};
+use firebreak_netlab::relay::{Relay, RelayStats, Route, SourceMap};
 
 use crate::args::BenchArgs;
 use crate::error::BenchError;

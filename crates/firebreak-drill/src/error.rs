@@ -48,6 +48,16 @@ pub enum DrillError {
     Interrupted(&'static str),
 }
 
+impl From<firebreak_netlab::relay::RelayError> for DrillError {
+    fn from(e: firebreak_netlab::relay::RelayError) -> DrillError {
+        DrillError::Io {
+            what: e.what,
+            path: e.at.into(),
+            source: e.source,
+        }
+    }
+}
+
 impl DrillError {
     /// An [`DrillError::Io`] for `path`.
     pub(crate) fn io(what: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> DrillError {

@@ -45,7 +45,6 @@ mod error;
 pub mod lab;
 pub mod measure;
 mod progress;
-pub mod relay;
 pub mod report;
 pub mod scenario;
 pub mod schedule;

@@ -5,7 +5,7 @@
 //! wire format of etcd's `v3lock.proto` and `v3election.proto` (field
 //! numbers and types), and the services are routed by hand in the shape
 //! tonic's generated servers have. The logic lives in
-//! `firebreak_raft::concurrency`.
+//! `firebreak_services::concurrency`.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -14,8 +14,8 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use etcd_client::proto::{PbKeyValue, PbResponseHeader};
 use firebreak_mvcc::KvError;
-use firebreak_raft::concurrency::{ConcurrencyError, LeaderKey};
 use firebreak_raft::{Node, NodeError};
+use firebreak_services::concurrency::{Concurrency as _, ConcurrencyError, LeaderKey};
 use tonic::body::Body;
 use tonic::codegen::{http, BoxFuture, Service, StdError};
 use tonic::server::{Grpc, NamedService, ServerStreamingService, UnaryService};

@@ -8,8 +8,8 @@ use etcd_client::proto::{PbEvent, PbWatchRequest, PbWatchRequestUnion, PbWatchRe
 use firebreak_auth::AuthError;
 use firebreak_mvcc::KvError;
 use firebreak_mvcc::{Event, EventKind, MAX_REQUEST_BYTES};
-use firebreak_raft::watch::{WatchSession, WatchSpec, WatchUpdate};
 use firebreak_raft::{Node, NodeError};
+use firebreak_services::watch::{WatchSession, WatchSpec, WatchUpdate};
 use futures::StreamExt;
 use prost::Message;
 use tokio::sync::mpsc;

@@ -22,7 +22,6 @@
 mod apply;
 pub mod auth;
 pub mod codec;
-pub mod concurrency;
 pub mod durable_dir;
 pub mod election;
 pub mod error;
@@ -44,7 +43,6 @@ pub mod state_machine;
 pub mod transport;
 pub mod types;
 mod wal;
-pub mod watch;
 
 pub use error::{NodeError, Unavailable};
 pub use leases::LeaseTtl;

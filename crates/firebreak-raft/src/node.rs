@@ -320,6 +320,12 @@ impl Node {
             .events(key, range_end, from, to)
     }
 
+    /// Whether the lease `id` exists in this member's replica (as applied
+    /// here: read after a barrier for a linearizable answer).
+    pub fn has_lease(&self, id: i64) -> bool {
+        self.replica.read().expect("replica lock").store.lease(id).is_some()
+    }
+
     /// The current and compaction revisions of this replica.
     pub fn revision_window(&self) -> (i64, i64) {
         let replica = self.replica.read().expect("replica lock");

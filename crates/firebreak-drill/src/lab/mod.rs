@@ -16,7 +16,7 @@
 //! the namespaces and nftables table, then temporary data. Each is a drop
 //! guard, so teardown also happens on error, panic and interruption.
 
-pub mod addr;
+pub use firebreak_netlab::addr;
 pub mod cmd;
 pub mod netns;
 pub mod observe;
@@ -33,8 +33,8 @@ use serde::Serialize;
 
 use crate::clock::monotonic_ns;
 use crate::error::DrillError;
-use crate::relay::{Relay, Route, SourceMap};
 use addr::{AddressPlan, Mode};
+use firebreak_netlab::relay::{Relay, Route, SourceMap};
 use netns::Namespaces;
 use process::{Processes, Role};
 

@@ -37,7 +37,7 @@ pub enum Role {
 }
 
 /// Live pids and their datacenters (shared with the loopback relay).
-pub type Registry = Arc<Mutex<HashMap<u32, usize>>>;
+pub use firebreak_netlab::relay::Registry;
 
 /// One child process.
 struct Proc {

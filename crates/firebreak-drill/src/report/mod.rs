@@ -22,9 +22,9 @@ use serde::Serialize;
 use crate::error::DrillError;
 use crate::lab::Member;
 use crate::measure::Measurements;
-use crate::relay::RelayStats;
 use crate::verify::lost::{LostWrite, MisplacedWrite};
 use crate::verify::replicas::Agreement;
+use firebreak_netlab::relay::RelayStats;
 
 /// Version of the `report.json` schema.
 pub const SCHEMA: u32 = 1;

@@ -41,7 +41,7 @@ use bytes::Bytes;
 use firebreak_auth::{AuthError, AuthInfo};
 use firebreak_mvcc::{Event, EventKind};
 
-use crate::node::Node;
+use firebreak_raft::Node;
 
 /// What a client asks to watch.
 #[derive(Debug, Clone, Default)]

@@ -16,8 +16,13 @@
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
-use crate::lab::addr::AddressPlan;
-use crate::lab::process::Registry;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::addr::AddressPlan;
+
+/// The processes of the lab by pid, each with the index of its datacenter.
+pub type Registry = Arc<Mutex<HashMap<u32, usize>>>;
 
 /// How the relay identifies a connection's source datacenter.
 #[derive(Clone)]

@@ -34,8 +34,27 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use crate::error::DrillError;
-pub use source::SourceMap;
+pub use source::{Registry, SourceMap};
+
+/// Why the relay could not start: a listener or its thread.
+#[derive(Debug, thiserror::Error)]
+#[error("{what} ({at}): {source}")]
+pub struct RelayError {
+    /// What the relay was doing.
+    pub what: &'static str,
+    /// The address (or thread) involved.
+    pub at: String,
+    /// The underlying error.
+    #[source]
+    pub source: std::io::Error,
+}
+
+impl RelayError {
+    fn at(what: &'static str, at: impl Into<String>) -> impl FnOnce(std::io::Error) -> RelayError {
+        let at = at.into();
+        move |source| RelayError { what, at, source }
+    }
+}
 pub use stats::{Counters, RelayStats};
 
 /// One relay listener: traffic to `listen` goes to `upstream`, a member of
@@ -62,14 +81,14 @@ pub struct Relay {
 
 impl Relay {
     /// Binds every route and starts the relay thread.
-    pub fn start(routes: Vec<Route>, rtt: Duration, sources: SourceMap) -> Result<Relay, DrillError> {
+    pub fn start(routes: Vec<Route>, rtt: Duration, sources: SourceMap) -> Result<Relay, RelayError> {
         let mut listeners = Vec::new();
         for route in routes {
             let listener = std::net::TcpListener::bind(route.listen)
-                .map_err(DrillError::io("the relay cannot listen", route.listen.to_string()))?;
+                .map_err(RelayError::at("the relay cannot listen", route.listen.to_string()))?;
             listener
                 .set_nonblocking(true)
-                .map_err(DrillError::io("the relay cannot listen", route.listen.to_string()))?;
+                .map_err(RelayError::at("the relay cannot listen", route.listen.to_string()))?;
             listeners.push((listener, route));
         }
         let one_way = rtt / 2;
@@ -103,7 +122,7 @@ impl Relay {
                 thread_counters.unregister_relay_thread();
                 drop(runtime);
             })
-            .map_err(DrillError::io("cannot start the relay thread", "wan-relay"))?;
+            .map_err(RelayError::at("cannot start the relay thread", "wan-relay"))?;
         Ok(Relay {
             cut_tx,
             shutdown: Some(shutdown_tx),
@@ -221,7 +240,7 @@ mod tests {
     use std::io::{Read, Write};
     use std::time::Instant;
 
-    use crate::lab::addr::{AddressPlan, Mode};
+    use crate::addr::{AddressPlan, Mode};
 
     /// An echo server on loopback; returns its address.
     fn echo_server() -> SocketAddr {
