@@ -247,6 +247,8 @@ WORKLOADS=(
   "get-serializable-64|--op get-serializable --clients 64 --conns 8 --target all"
   "txn-16|--op txn --clients 16 --conns 4 --target leader"
   "put-64-open|--op put --clients 64 --conns 8 --target leader --rate @RATE@"
+  # Enough clients that the servers, not the round trip, bound the rate.
+  "put-512|--op put --clients 512 --conns 32 --target leader"
 )
 COMMON="--keys $KEYS --value-size $VALUE_SIZE --duration $DURATION --warmup $WARMUP --json"
 RATE=""

@@ -24,6 +24,7 @@ WORKLOADS = [
     ("get-serializable-64", "serializable get, 64 clients (all members)"),
     ("txn-16", "txn compare-and-set, 16 clients (leader)"),
     ("put-64-open", "put, 64 clients, open loop at the same offered rate (leader)"),
+    ("put-512", "put, 512 clients (leader)"),
 ]
 
 
@@ -106,6 +107,16 @@ def main():
     fsync = load(f"{results}/fsync.json")["latency_us"]
     fsync_p50 = fsync["p50"] / 1000.0
     rtt_ms = {"loopback": 0.0, "wan": float(m.get("rtt", "4ms").rstrip("ms"))}
+    # The round trip the relay actually delivered (its timers round the
+    # nominal delay up): twice its median one-way delay, when it says.
+    relay_path = f"{results}/relay.json"
+    if os.path.exists(relay_path):
+        try:
+            one_way = load(relay_path).get("delay_p50_ms")
+        except (ValueError, OSError):
+            one_way = None
+        if one_way:
+            rtt_ms["wan"] = max(rtt_ms["wan"], 2 * one_way)
     rates = {}
     if os.path.exists(f"{results}/rates.txt"):
         for line in open(f"{results}/rates.txt"):
@@ -190,13 +201,17 @@ def main():
             e, f = table["put-64"]
             r = f["ops"] / e["ops"] if e["ops"] else 0
             verdicts.append((net, "64-client write throughput ≥ 2× etcd", f"{r:.2f}×", r >= 2))
+        if "put-512" in table:
+            e, f = table["put-512"]
+            r = f["ops"] / e["ops"] if e["ops"] else 0
+            verdicts.append((net, "512-client write throughput ≥ 2× etcd (bound by the servers, not the round trip)", f"{r:.2f}×", r >= 2))
         if "put-64-open" in table:
             e, f = table["put-64-open"]
             verdicts.append((net, "p99 no worse than etcd at the same offered load", f"{f['p99']:.2f} ms vs {e['p99']:.2f} ms", f["p99"] <= e["p99"]))
         if "put-1" in table:
             e, f = table["put-1"]
             verdicts.append((net, "single-client put p50 no worse than etcd", f"{f['p50']:.2f} ms vs {e['p50']:.2f} ms", f["p50"] <= e["p50"]))
-            verdicts.append((net, "single-client put p50 ≤ 1.1 × (RTT + fsync p50)", f"{f['p50']:.2f} ms vs 1.1 × {floor:.2f} = {1.1 * floor:.2f} ms", f["p50"] <= 1.1 * floor))
+            verdicts.append((net, "single-client put p50 ≤ 1.1 × (RTT + fsync p50)", f"{f['p50']:.2f} ms vs 1.1 × ({rtt_ms[net]:.2f} + {fsync_p50:.2f}) = {1.1 * floor:.2f} ms", f["p50"] <= 1.1 * floor))
 
     mem = {s: load(p) for s in ("etcd", "firebreak") for p in [f"{results}/memory-{s}.json"] if os.path.exists(p)}
     if len(mem) == 2:

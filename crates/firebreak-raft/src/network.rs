@@ -2,8 +2,10 @@
 //!
 //! # Replication fills the pipe
 //! openraft 0.10 hands each follower's replication to
-//! [`RaftNetworkV2::stream_append`] as a stream of AppendEntries. Here that
-//! stream gets a connection of its own: a writer task sends each request as
+//! [`RaftNetworkV2::stream_append`] as a stream of AppendEntries, one stream
+//! per range of entries to send. Here the streams to a follower share a
+//! connection of their own, opened once and kept while it works (a connect
+//! per stream would be a connect per write batch): a writer task sends each request as
 //! soon as openraft produces it, without waiting for the answers to the
 //! ones before, and the answers come back in order on the same connection,
 //! each once the follower's log holds the entries on disk. Between
@@ -38,7 +40,6 @@ use openraft::raft::{
     TransferLeaderResponse, VoteRequest, VoteResponse,
 };
 use openraft::OptionalSend;
-use tokio::io::AsyncWriteExt;
 
 use crate::transport::{
     read_frame_counted, write_frame_counted, PeerClient, PeerError, PeerRequest, PeerResponse, Peers, SnapshotChunk,
@@ -58,6 +59,10 @@ pub struct Network {
 pub struct PeerConnection {
     target: NodeId,
     client: Arc<PeerClient>,
+    /// The replication stream's connection, kept between openraft's stream
+    /// sessions (one per range of entries to send): a connection per
+    /// session would cost a connect per write batch.
+    stream: Option<(StreamReader, StreamWriter)>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -67,6 +72,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
         PeerConnection {
             target,
             client: self.peers.get(target, &node.peer_addr),
+            stream: None,
         }
     }
 }
@@ -110,14 +116,20 @@ fn count(sent: bool, label: &str, bytes: usize) {
     counter.with_label_values(&[label]).inc_by(bytes as u64);
 }
 
-/// Stops the stream's writer task when the stream is dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+/// Stops the stream's writer task when the stream is dropped before it
+/// ended (the connection is then closed, never reused).
+struct AbortOnDrop(Option<tokio::task::JoinHandle<Option<StreamWriter>>>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
-        self.0.abort();
+        if let Some(task) = self.0.take() {
+            task.abort();
+        }
     }
 }
+
+type StreamReader = tokio::io::ReadHalf<crate::peer_tls::PeerStream>;
+type StreamWriter = tokio::io::WriteHalf<crate::peer_tls::PeerStream>;
 
 impl RaftNetworkV2<TypeConfig> for PeerConnection {
     type SnapshotData = SnapshotData;
@@ -146,13 +158,20 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
     {
         Box::pin(async move {
             let ttl = option.hard_ttl();
-            let mut stream = self.client.dedicated(ttl).await.map_err(rpc_error)?;
             let label = self.client.label().to_string();
-            let opened = write_frame_counted(&mut stream, &PeerRequest::StreamAppend)
-                .await
-                .map_err(|e| self.io_error(e))?;
-            count(true, &label, opened);
-            let (reader, mut writer) = tokio::io::split(stream);
+            let addr = self.client.addr().to_string();
+            // The connection the last stream left open, or a new one.
+            let (reader, mut writer) = match self.stream.take() {
+                Some(open) => open,
+                None => {
+                    let mut stream = self.client.dedicated(ttl).await.map_err(rpc_error)?;
+                    let opened = write_frame_counted(&mut stream, &PeerRequest::StreamAppend)
+                        .await
+                        .map_err(|e| self.io_error(e))?;
+                    count(true, &label, opened);
+                    tokio::io::split(stream)
+                }
+            };
             // When each request went out, in order: its answer is due within
             // the time to live from then.
             let (wrote, written) = tokio::sync::mpsc::unbounded_channel::<Instant>();
@@ -166,25 +185,37 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
                             Ok(bytes) => count(true, &label, bytes),
                             Err(e) => {
                                 tracing::debug!(error = %e, "replication stream write failed");
-                                break;
+                                return None;
                             }
                         }
                         if wrote.send(at).is_err() {
-                            break;
+                            return None;
                         }
                     }
-                    let _ = writer.shutdown().await;
+                    // openraft's stream ended: the connection stays open for
+                    // the next one.
+                    Some(writer)
                 }
             });
-            let addr = self.client.addr().to_string();
-            let state = (reader, written, AbortOnDrop(writer_task));
+            let slot = &mut self.stream;
+            let state = (slot, reader, written, AbortOnDrop(Some(writer_task)));
             let answers = futures::stream::unfold(Some(state), move |state| {
                 let (addr, label) = (addr.clone(), label.clone());
                 async move {
-                    let (mut reader, mut written, guard) = state?;
+                    let (slot, mut reader, mut written, mut guard) = state?;
                     // The follower owes an answer only once a request went
-                    // out; the stream ends when openraft stops sending.
-                    let sent_at = written.recv().await?;
+                    // out. When openraft stops sending and every answer is
+                    // in, the stream ends and the connection is kept.
+                    let Some(sent_at) = written.recv().await else {
+                        let writer = match guard.0.take() {
+                            Some(task) => task.await.ok().flatten(),
+                            None => None,
+                        };
+                        if let Some(writer) = writer {
+                            *slot = Some((reader, writer));
+                        }
+                        return None;
+                    };
                     // Failpoint `replication-stream-break` (the `failpoints`
                     // feature only): the connection breaks with requests in
                     // flight, before this answer is read.
@@ -203,7 +234,8 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
                     match answer {
                         Ok((Ok(result), bytes)) => {
                             count(false, &label, bytes);
-                            let next = result.is_ok().then_some((reader, written, guard));
+                            // After a refusal the follower closes the stream.
+                            let next = result.is_ok().then_some((slot, reader, written, guard));
                             Some((Ok(result), next))
                         }
                         Ok((Err(fatal), _)) => Some((Err(network_error(format!("peer {addr}: {fatal}"))), None)),
