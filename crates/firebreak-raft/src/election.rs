@@ -47,12 +47,12 @@
 //! a member whose leader is silent asks within 1.2 T, and a lone voter
 //! elects itself at once (without a pre-vote, as nobody else could vote).
 
-use openraft::async_runtime::Instant as _;
-use openraft::async_runtime::WatchReceiver as _;
 use std::collections::BTreeSet;
 use std::sync::Weak;
 use std::time::Duration;
 
+use openraft::async_runtime::Instant as _;
+use openraft::async_runtime::WatchReceiver as _;
 use openraft::ServerState;
 use rand::Rng;
 use tokio::time::Instant;

@@ -14,7 +14,6 @@
 //! - The member that serves TimeToLive reads the lease's keys after a read
 //!   barrier, so it reflects every write acknowledged before it was asked.
 
-use openraft::async_runtime::WatchReceiver as _;
 use std::future::Future;
 use std::sync::Weak;
 use std::time::Duration;
@@ -23,6 +22,7 @@ use firebreak_auth::AuthInfo;
 use firebreak_mvcc::{
     LeaseGrantRequest, LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse, WriteCommand, WriteResponse,
 };
+use openraft::async_runtime::WatchReceiver as _;
 use openraft::ServerState;
 use tokio::time::Instant;
 

@@ -93,8 +93,6 @@ struct Unflushed {
     /// order made; ranges are cut back when the log is truncated, so they
     /// describe entries the log holds now.
     appends: VecDeque<(u64, u64, u64)>,
-    /// Set when a write failed: nothing after it will reach the disk.
-    failed: Option<String>,
 }
 
 /// Which entries of the log are on disk, for the operations plane (a
@@ -130,10 +128,6 @@ impl Durability {
     fn flushed_through(&self, seq: u64) {
         self.state
             .send_modify(|s| s.appends.retain(|&(_, _, append)| append > seq));
-    }
-
-    fn failed(&self, error: String) {
-        self.state.send_modify(|s| s.failed = Some(error));
     }
 
     /// The last index on disk, given that the log ends at `last_index`:
@@ -309,15 +303,6 @@ fn write_loop(
     const MAX_OPS: usize = 4096;
     /// Idle this long, the writer saves a pending committed index alone.
     const IDLE: std::time::Duration = std::time::Duration::from_millis(100);
-    // However the thread ends (a write failed, the store was dropped, a
-    // panic), whoever waits for durability learns it will not come.
-    struct Stopped(Durability);
-    impl Drop for Stopped {
-        fn drop(&mut self) {
-            self.0.failed("the Raft log writer has stopped".into());
-        }
-    }
-    let _stopped = Stopped(durability.clone());
     loop {
         let first = match queue.recv_timeout(IDLE) {
             Ok(op) => op,
@@ -375,7 +360,6 @@ fn write_loop(
         match &failure {
             Some(e) => {
                 tracing::error!(error = %e, "raft log write failed");
-                durability.failed(e.clone());
             }
             None => {
                 let last_seq = batch.iter().rev().find_map(|op| match op {

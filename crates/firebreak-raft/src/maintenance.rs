@@ -1,7 +1,6 @@
 //! Maintenance of a member: hashes, alarms and the space quota, snapshots
 //! for backup, and moving the leadership.
 
-use openraft::async_runtime::WatchReceiver as _;
 use std::time::Duration;
 
 use firebreak_auth::AuthState;
@@ -15,6 +14,7 @@ use crate::error::{NodeError, Unavailable};
 use crate::node::Node;
 use crate::state_machine::Replica;
 use crate::transport::ForwardError;
+use openraft::async_runtime::WatchReceiver as _;
 
 /// First bytes of a backup in Firebreak's own format, which
 /// `Maintenance.Snapshot` streamed before it streamed etcd's;

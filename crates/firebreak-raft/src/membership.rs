@@ -29,10 +29,10 @@
 //!   through joint consensus, so there is never a moment with two
 //!   disjoint majorities.
 
-use openraft::async_runtime::WatchReceiver as _;
 use std::collections::{BTreeMap, BTreeSet};
 
 use firebreak_config::topology::{check_topology, Domains};
+use openraft::async_runtime::WatchReceiver as _;
 use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
 use openraft::ChangeMembers;
 use serde::{Deserialize, Serialize};

@@ -15,7 +15,6 @@
 //!   then waits until this replica has applied up to it. A node that cannot
 //!   reach a leader with a quorum never answers a linearizable read.
 
-use openraft::async_runtime::WatchReceiver as _;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -27,6 +26,7 @@ use firebreak_mvcc::{
     CompactRequest, CompactResponse, DeleteRangeRequest, DeleteRangeResponse, KvError, PutRequest, PutResponse,
     RangeRequest, RangeResponse, TxnRequest, TxnResponse, WriteCommand, WriteResponse,
 };
+use openraft::async_runtime::WatchReceiver as _;
 use openraft::error::{InitializeError, LinearizableReadError, RaftError};
 use openraft::{ServerState, SnapshotPolicy};
 use tokio::io::{AsyncRead, AsyncWrite};

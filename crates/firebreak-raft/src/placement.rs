@@ -28,13 +28,13 @@
 //! that the target wins because it is caught up, and a promotion is an
 //! ordinary joint-consensus membership change.
 
-use openraft::async_runtime::WatchReceiver as _;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Weak;
 use std::time::{Duration, Instant};
 
 use firebreak_config::Placement;
 
+use openraft::async_runtime::WatchReceiver as _;
 use openraft::ChangeMembers;
 
 use crate::membership::MembershipChange;

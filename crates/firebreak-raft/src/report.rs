@@ -9,12 +9,12 @@
 //! whole cluster while the others live, and say what it cannot see when
 //! they do not. Nothing here feeds back into Raft.
 
-use openraft::async_runtime::WatchReceiver as _;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use firebreak_config::Domains;
+use openraft::async_runtime::WatchReceiver as _;
 use openraft::ServerState;
 use serde::{Deserialize, Serialize};
 
