@@ -15,7 +15,7 @@ use bytes::Bytes;
 use etcd_client::proto::{PbKeyValue, PbResponseHeader};
 use firebreak_mvcc::KvError;
 use firebreak_raft::{Node, NodeError};
-use firebreak_services::concurrency::{Concurrency as _, ConcurrencyError, LeaderKey};
+use firebreak_services::concurrency::{self, ConcurrencyError, LeaderKey};
 use tonic::body::Body;
 use tonic::codegen::{http, BoxFuture, Service, StdError};
 use tonic::server::{Grpc, NamedService, ServerStreamingService, UnaryService};
@@ -217,7 +217,7 @@ where
                     let node = node.clone();
                     async move {
                         let who = caller(&node, &creds).await?;
-                        let (key, revision) = node.lock(&r.name, r.lease, &who).await.map_err(status)?;
+                        let (key, revision) = concurrency::lock(&node, &r.name, r.lease, &who).await.map_err(status)?;
                         Ok(LockResponse {
                             header: convert::header(node.header(revision)),
                             key: key.to_vec(),
@@ -231,8 +231,7 @@ where
                     let node = node.clone();
                     async move {
                         let who = caller(&node, &creds).await?;
-                        let revision = node
-                            .unlock(r.key.into(), &who)
+                        let revision = concurrency::unlock(&node, r.key.into(), &who)
                             .await
                             .map_err(|e| status(ConcurrencyError::Node(e)))?;
                         Ok(HeaderOnly {
@@ -282,7 +281,7 @@ impl ServerStreamingService<LeaderRequest> for Observe {
                 let mut revisions = node.revisions();
                 let mut last: Option<(Bytes, i64)> = None;
                 loop {
-                    if let Ok((kv, revision)) = node.election_leader(&name, &who).await {
+                    if let Ok((kv, revision)) = concurrency::election_leader(&node, &name, &who).await {
                         let seen = (kv.key.clone(), kv.mod_revision);
                         if last.as_ref() != Some(&seen) {
                             last = Some(seen);
@@ -327,8 +326,7 @@ where
                     let node = node.clone();
                     async move {
                         let who = caller(&node, &creds).await?;
-                        let (leader, revision) = node
-                            .campaign(&r.name, r.lease, r.value.into(), &who)
+                        let (leader, revision) = concurrency::campaign(&node, &r.name, r.lease, r.value.into(), &who)
                             .await
                             .map_err(status)?;
                         Ok(CampaignResponse {
@@ -350,7 +348,9 @@ where
                     async move {
                         let leader = leader_key(r.leader)?;
                         let who = caller(&node, &creds).await?;
-                        let revision = node.proclaim(&leader, r.value.into(), &who).await.map_err(status)?;
+                        let revision = concurrency::proclaim(&node, &leader, r.value.into(), &who)
+                            .await
+                            .map_err(status)?;
                         Ok(HeaderOnly {
                             header: convert::header(node.header(revision)),
                         })
@@ -363,7 +363,9 @@ where
                     let node = node.clone();
                     async move {
                         let who = caller(&node, &creds).await?;
-                        let (kv, revision) = node.election_leader(&r.name, &who).await.map_err(status)?;
+                        let (kv, revision) = concurrency::election_leader(&node, &r.name, &who)
+                            .await
+                            .map_err(status)?;
                         Ok(LeaderResponse {
                             header: convert::header(node.header(revision)),
                             kv: Some(convert::key_value(kv)),
@@ -378,7 +380,7 @@ where
                     async move {
                         let leader = leader_key(r.leader)?;
                         let who = caller(&node, &creds).await?;
-                        let revision = node.resign(&leader, &who).await.map_err(status)?;
+                        let revision = concurrency::resign(&node, &leader, &who).await.map_err(status)?;
                         Ok(HeaderOnly {
                             header: convert::header(node.header(revision)),
                         })

@@ -45,7 +45,7 @@ use std::time::Instant;
 use firebreak_mvcc::WriteCommand;
 use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{EntryPayload, OptionalSend};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 
 use crate::proposer::OwnProposals;
 use crate::types::{Entry, LogId, NodeId, TypeConfig, Vote};
@@ -86,55 +86,44 @@ impl Cache {
     }
 }
 
-/// Appends handed to the writer and not yet on disk.
-#[derive(Default)]
-struct Unflushed {
-    /// `(first index, last index, sequence number)` of each append, in the
-    /// order made; ranges are cut back when the log is truncated, so they
-    /// describe entries the log holds now.
-    appends: VecDeque<(u64, u64, u64)>,
-}
-
 /// Which entries of the log are on disk, for the operations plane (a
 /// member's report shows how far its disk is behind its log).
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct Durability {
-    state: Arc<watch::Sender<Unflushed>>,
+    /// `(first index, last index, sequence number)` of each append handed
+    /// to the writer and not yet on disk, in the order made; ranges are cut
+    /// back when the log is truncated, so they describe entries the log
+    /// holds now.
+    unflushed: Arc<Mutex<VecDeque<(u64, u64, u64)>>>,
 }
 
 impl Durability {
-    fn new() -> Durability {
-        Durability {
-            state: Arc::new(watch::Sender::new(Unflushed::default())),
-        }
+    fn appends(&self) -> std::sync::MutexGuard<'_, VecDeque<(u64, u64, u64)>> {
+        self.unflushed.lock().expect("durability lock")
     }
 
     fn appended(&self, first: u64, last: u64, seq: u64) {
-        self.state.send_modify(|s| s.appends.push_back((first, last, seq)));
+        self.appends().push_back((first, last, seq));
     }
 
     /// Entries from `from` on are gone from the log: they are no longer
     /// waited for.
     fn truncated(&self, from: u64) {
-        self.state.send_modify(|s| {
-            s.appends.retain_mut(|(first, last, _)| {
-                *last = (*last).min(from.saturating_sub(1));
-                *first < from
-            })
+        self.appends().retain_mut(|(first, last, _)| {
+            *last = (*last).min(from.saturating_sub(1));
+            *first < from
         });
     }
 
     /// Every append up to sequence number `seq` is on disk.
     fn flushed_through(&self, seq: u64) {
-        self.state
-            .send_modify(|s| s.appends.retain(|&(_, _, append)| append > seq));
+        self.appends().retain(|&(_, _, append)| append > seq);
     }
 
     /// The last index on disk, given that the log ends at `last_index`:
     /// everything before the first append still waiting for its fsync.
     pub fn durable_through(&self, last_index: u64) -> u64 {
-        let state = self.state.borrow();
-        match state.appends.front() {
+        match self.appends().front() {
             Some(&(first, _, _)) => first.saturating_sub(1).min(last_index),
             None => last_index,
         }
@@ -231,7 +220,7 @@ impl LogStore {
         };
         let committed = recovered.committed;
         let (writer, queue) = mpsc::channel();
-        let durability = Durability::new();
+        let durability = Durability::default();
         let flushed = durability.clone();
         let unsaved_committed = Arc::new(Mutex::new(None));
         let committed_slot = unsaved_committed.clone();
@@ -535,7 +524,7 @@ mod tests {
 
     #[test]
     fn the_disk_is_behind_by_the_appends_still_waiting_for_their_fsync() {
-        let d = Durability::new();
+        let d = Durability::default();
         assert_eq!(d.durable_through(10), 10, "nothing waiting: all on disk");
         d.appended(11, 15, 1);
         d.appended(16, 18, 2);
@@ -548,7 +537,7 @@ mod tests {
 
     #[test]
     fn truncation_forgets_entries_that_are_gone_and_keeps_those_rewritten() {
-        let d = Durability::new();
+        let d = Durability::default();
         d.appended(1, 5, 1);
         d.appended(6, 10, 2);
         // A new leader's entries replace 4 and later; they are appended

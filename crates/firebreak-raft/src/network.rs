@@ -97,6 +97,11 @@ impl PeerConnection {
         self.client.call(&req, timeout).await.map_err(rpc_error)
     }
 
+    /// The peer answered with an error of its own (its Raft stopped).
+    fn remote_error(&self, e: impl std::fmt::Display) -> RPCError<TypeConfig> {
+        network_error(format!("peer {}: {e}", self.target))
+    }
+
     fn io_error(&self, source: std::io::Error) -> RPCError<TypeConfig> {
         rpc_error(PeerError::Io {
             addr: self.client.addr().to_string(),
@@ -140,7 +145,7 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
         match self.call(PeerRequest::AppendEntries(rpc), option.hard_ttl()).await? {
-            PeerResponse::AppendEntries(r) => r.map_err(|e| network_error(format!("peer {}: {e}", self.target))),
+            PeerResponse::AppendEntries(r) => r.map_err(|e| self.remote_error(e)),
             other => Err(unexpected(other)),
         }
     }
@@ -158,8 +163,9 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
     {
         Box::pin(async move {
             let ttl = option.hard_ttl();
-            let label = self.client.label().to_string();
-            let addr = self.client.addr().to_string();
+            // Shared by the answers' futures, one per AppendEntries.
+            let label: Arc<str> = self.client.label().into();
+            let addr: Arc<str> = self.client.addr().into();
             // The connection the last stream left open, or a new one.
             let (reader, mut writer) = match self.stream.take() {
                 Some(open) => open,
@@ -227,7 +233,10 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
                     let answer = match tokio::time::timeout_at((sent_at + ttl).into(), read).await {
                         Ok(answer) => answer,
                         Err(_) => {
-                            let e = PeerError::Timeout { addr, timeout: ttl };
+                            let e = PeerError::Timeout {
+                                addr: addr.to_string(),
+                                timeout: ttl,
+                            };
                             return Some((Err(network_error(e.to_string())), None));
                         }
                     };
@@ -239,7 +248,10 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
                             Some((Ok(result), next))
                         }
                         Ok((Err(fatal), _)) => Some((Err(network_error(format!("peer {addr}: {fatal}"))), None)),
-                        Err(e) => Some((Err(rpc_error(PeerError::Io { addr, source: e })), None)),
+                        Err(e) => {
+                            let addr = addr.to_string();
+                            Some((Err(rpc_error(PeerError::Io { addr, source: e })), None))
+                        }
                     }
                 }
             });
@@ -254,7 +266,7 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
         match self.call(PeerRequest::Vote(rpc), option.hard_ttl()).await? {
-            PeerResponse::Vote(r) => r.map_err(|e| network_error(format!("peer {}: {e}", self.target))),
+            PeerResponse::Vote(r) => r.map_err(|e| self.remote_error(e)),
             other => Err(unexpected(other)),
         }
     }
@@ -265,7 +277,7 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
         match self.call(PeerRequest::PreVote(rpc), option.hard_ttl()).await? {
-            PeerResponse::PreVote(r) => r.map_err(|e| network_error(format!("peer {}: {e}", self.target))),
+            PeerResponse::PreVote(r) => r.map_err(|e| self.remote_error(e)),
             other => Err(unexpected(other)),
         }
     }
@@ -316,9 +328,7 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
                     PeerResponse::SnapshotChunk(Ok(None)) => {
                         return Err(network_error("the snapshot's last chunk was not answered".into()))
                     }
-                    PeerResponse::SnapshotChunk(Err(e)) => {
-                        return Err(network_error(format!("peer {}: {e}", self.target)))
-                    }
+                    PeerResponse::SnapshotChunk(Err(e)) => return Err(self.remote_error(e)),
                     other => return Err(unexpected(other)),
                 }
             }
@@ -335,7 +345,7 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
         option: RPCOption,
     ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
         match self.call(PeerRequest::TransferLeader(req), option.hard_ttl()).await? {
-            PeerResponse::TransferLeader(r) => r.map_err(|e| network_error(format!("peer {}: {e}", self.target))),
+            PeerResponse::TransferLeader(r) => r.map_err(|e| self.remote_error(e)),
             other => Err(unexpected(other)),
         }
     }

@@ -17,8 +17,6 @@
 //!   judged by the caller's permissions, as etcd's lock and election
 //!   services make theirs through a client with the caller's token.
 
-use std::future::Future;
-
 use bytes::Bytes;
 use firebreak_auth::AuthInfo;
 use firebreak_mvcc::{
@@ -27,97 +25,6 @@ use firebreak_mvcc::{
 };
 
 use firebreak_raft::{Node, NodeError};
-
-/// Locks and elections, as methods of a member ([`Node`]): what the lock
-/// and election services call.
-pub trait Concurrency {
-    /// Acquires the lock `name` for `lease`; returns the lock's key and the
-    /// revision at which it was acquired. A caller that gives up (drops the
-    /// future) leaves its key behind, as etcd's server does; it goes with
-    /// the lease. Every read and write is made as `who`, with its
-    /// permissions.
-    fn lock<'a>(
-        &'a self,
-        name: &'a [u8],
-        lease: i64,
-        who: &'a AuthInfo,
-    ) -> impl Future<Output = Result<(Bytes, i64), ConcurrencyError>> + Send + 'a;
-    /// Releases a lock by deleting its key.
-    fn unlock<'a>(&'a self, key: Bytes, who: &'a AuthInfo) -> impl Future<Output = Result<i64, NodeError>> + Send + 'a;
-    /// Campaigns for the election `name` with `value`; returns once this
-    /// caller leads.
-    fn campaign<'a>(
-        &'a self,
-        name: &'a [u8],
-        lease: i64,
-        value: Bytes,
-        who: &'a AuthInfo,
-    ) -> impl Future<Output = Result<(LeaderKey, i64), ConcurrencyError>> + Send + 'a;
-    /// Sets a new value for a held leadership.
-    fn proclaim<'a>(
-        &'a self,
-        leader: &'a LeaderKey,
-        value: Bytes,
-        who: &'a AuthInfo,
-    ) -> impl Future<Output = Result<i64, ConcurrencyError>> + Send + 'a;
-    /// Gives a held leadership up.
-    fn resign<'a>(
-        &'a self,
-        leader: &'a LeaderKey,
-        who: &'a AuthInfo,
-    ) -> impl Future<Output = Result<i64, ConcurrencyError>> + Send + 'a;
-    /// The current leader of the election `name`.
-    fn election_leader<'a>(
-        &'a self,
-        name: &'a [u8],
-        who: &'a AuthInfo,
-    ) -> impl Future<Output = Result<(KeyValue, i64), ConcurrencyError>> + Send + 'a;
-}
-
-impl Concurrency for Node {
-    fn lock<'a>(
-        &'a self,
-        name: &'a [u8],
-        lease: i64,
-        who: &'a AuthInfo,
-    ) -> impl Future<Output = Result<(Bytes, i64), ConcurrencyError>> + Send + 'a {
-        lock(self, name, lease, who)
-    }
-    fn unlock<'a>(&'a self, key: Bytes, who: &'a AuthInfo) -> impl Future<Output = Result<i64, NodeError>> + Send + 'a {
-        unlock(self, key, who)
-    }
-    fn campaign<'a>(
-        &'a self,
-        name: &'a [u8],
-        lease: i64,
-        value: Bytes,
-        who: &'a AuthInfo,
-    ) -> impl Future<Output = Result<(LeaderKey, i64), ConcurrencyError>> + Send + 'a {
-        campaign(self, name, lease, value, who)
-    }
-    fn proclaim<'a>(
-        &'a self,
-        leader: &'a LeaderKey,
-        value: Bytes,
-        who: &'a AuthInfo,
-    ) -> impl Future<Output = Result<i64, ConcurrencyError>> + Send + 'a {
-        proclaim(self, leader, value, who)
-    }
-    fn resign<'a>(
-        &'a self,
-        leader: &'a LeaderKey,
-        who: &'a AuthInfo,
-    ) -> impl Future<Output = Result<i64, ConcurrencyError>> + Send + 'a {
-        resign(self, leader, who)
-    }
-    fn election_leader<'a>(
-        &'a self,
-        name: &'a [u8],
-        who: &'a AuthInfo,
-    ) -> impl Future<Output = Result<(KeyValue, i64), ConcurrencyError>> + Send + 'a {
-        election_leader(self, name, who)
-    }
-}
 
 /// Why a lock or election call failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -286,7 +193,7 @@ async fn session_keys(
 /// future) leaves its key behind, as etcd's server does; it goes with
 /// the lease.
 /// Every read and write is made as `who`, with its permissions.
-async fn lock(node: &Node, name: &[u8], lease: i64, who: &AuthInfo) -> Result<(Bytes, i64), ConcurrencyError> {
+pub async fn lock(node: &Node, name: &[u8], lease: i64, who: &AuthInfo) -> Result<(Bytes, i64), ConcurrencyError> {
     let (prefix, key, lease) = session_keys(node, name, lease, who).await?;
     let (kv, _) = create_own_key(node, &key, &Bytes::new(), lease, who).await?;
     let revision = wait_turn(node, &prefix, &key, kv.create_revision, who).await?;
@@ -294,7 +201,7 @@ async fn lock(node: &Node, name: &[u8], lease: i64, who: &AuthInfo) -> Result<(B
 }
 
 /// Releases a lock (or any key): deletes it.
-async fn unlock(node: &Node, key: Bytes, who: &AuthInfo) -> Result<i64, NodeError> {
+pub async fn unlock(node: &Node, key: Bytes, who: &AuthInfo) -> Result<i64, NodeError> {
     Ok(node
         .delete_range(
             DeleteRangeRequest {
@@ -309,7 +216,7 @@ async fn unlock(node: &Node, key: Bytes, who: &AuthInfo) -> Result<i64, NodeErro
 
 /// Campaigns for leadership of `name` with `value`; returns once this
 /// caller leads.
-async fn campaign(
+pub async fn campaign(
     node: &Node,
     name: &[u8],
     lease: i64,
@@ -351,7 +258,7 @@ async fn as_leader(node: &Node, leader: &LeaderKey, op: RequestOp, who: &AuthInf
 }
 
 /// Updates the leader's value, if `leader` still leads.
-async fn proclaim(node: &Node, leader: &LeaderKey, value: Bytes, who: &AuthInfo) -> Result<i64, ConcurrencyError> {
+pub async fn proclaim(node: &Node, leader: &LeaderKey, value: Bytes, who: &AuthInfo) -> Result<i64, ConcurrencyError> {
     let put = RequestOp::Put(PutRequest {
         key: leader.key.clone(),
         value,
@@ -366,7 +273,7 @@ async fn proclaim(node: &Node, leader: &LeaderKey, value: Bytes, who: &AuthInfo)
 }
 
 /// Gives up leadership (deletes the leader key if it is still ours).
-async fn resign(node: &Node, leader: &LeaderKey, who: &AuthInfo) -> Result<i64, ConcurrencyError> {
+pub async fn resign(node: &Node, leader: &LeaderKey, who: &AuthInfo) -> Result<i64, ConcurrencyError> {
     let delete = RequestOp::DeleteRange(DeleteRangeRequest {
         key: leader.key.clone(),
         ..Default::default()
@@ -375,7 +282,7 @@ async fn resign(node: &Node, leader: &LeaderKey, who: &AuthInfo) -> Result<i64, 
 }
 
 /// The current leader's key-value of election `name`.
-async fn election_leader(node: &Node, name: &[u8], who: &AuthInfo) -> Result<(KeyValue, i64), ConcurrencyError> {
+pub async fn election_leader(node: &Node, name: &[u8], who: &AuthInfo) -> Result<(KeyValue, i64), ConcurrencyError> {
     let mut prefix = name.to_vec();
     prefix.push(b'/');
     let resp = node
