@@ -14,6 +14,9 @@
 //!   duplicate. A client that resumes on another member from its last
 //!   revision plus one therefore misses nothing (unless compacted, which
 //!   is reported as etcd reports it).
+//! - A progress notification carries the revision its own sync went to,
+//!   never one read after it, so every event at or below it was sent
+//!   before it.
 //! - A watcher whose `next` falls below the compaction revision is
 //!   cancelled with `compact_revision` set.
 //!
@@ -205,6 +208,14 @@ impl WatchSession {
     /// Events of every watcher up to the replica's current revision.
     pub fn sync(&mut self) -> Vec<WatchUpdate> {
         let (current, _) = self.node.revision_window();
+        self.sync_to(current)
+    }
+
+    /// Events of every watcher up to `current`. A progress answer must
+    /// carry the very revision its sync went to: the replica may apply
+    /// more in between, and a progress at a revision whose events were not
+    /// sent yet would promise what the next sync then breaks.
+    fn sync_to(&mut self, current: i64) -> Vec<WatchUpdate> {
         let ids: Vec<i64> = self.watchers.keys().copied().collect();
         ids.into_iter().flat_map(|id| self.sync_one(id, current)).collect()
     }
@@ -269,8 +280,8 @@ impl WatchSession {
 
     /// The answer to a progress request: the stream is synced up to now.
     pub fn progress_all(&mut self) -> Vec<WatchUpdate> {
-        let mut out = self.sync();
         let (current, _) = self.node.revision_window();
+        let mut out = self.sync_to(current);
         out.push(WatchUpdate::Progress {
             id: -1,
             revision: current,
@@ -281,8 +292,8 @@ impl WatchSession {
     /// Periodic progress: for each watcher that asked for it and got no
     /// event since the last tick.
     pub fn progress_tick(&mut self) -> Vec<WatchUpdate> {
-        let mut out = self.sync();
         let (current, _) = self.node.revision_window();
+        let mut out = self.sync_to(current);
         for (id, w) in &mut self.watchers {
             if w.spec.progress_notify && !w.active && !w.compacted {
                 out.push(WatchUpdate::Progress {
