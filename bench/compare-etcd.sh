@@ -20,8 +20,10 @@
 # 5. writes the tables (medians over rounds, Firebreak/etcd ratios) into
 #    docs/benchmarks.md between the GENERATED markers.
 #
-# Both stores: three members, heartbeat 100 ms, election timeout
-# ELECTION_MS (default 500, Firebreak's default; etcd gets the same),
+# Both stores: three members, heartbeat HEARTBEAT_MS and election timeout
+# ELECTION_MS (default 50 and 300 ms, Firebreak's defaults; etcd gets the
+# same; Firebreak lengthens its timeout when it measures slow round trips
+# or late heartbeats, and the "elections" column counts any under load),
 # fsync before a write counts (etcd's default; Firebreak always). The same
 # client (`firebreak bench`, one process per workload) loads both.
 #
@@ -39,7 +41,8 @@ VALUE_SIZE=${VALUE_SIZE:-256}
 LOAD_KEYS=${LOAD_KEYS:-1000000}
 NETS=${NETS:-"loopback wan"}
 RTT=${RTT:-4ms}
-ELECTION_MS=${ELECTION_MS:-500}
+HEARTBEAT_MS=${HEARTBEAT_MS:-50}
+ELECTION_MS=${ELECTION_MS:-300}
 WAN_PREFIX=${WAN_PREFIX:-10.213}
 OUT=${OUT:-$ROOT/docs/benchmarks.md}
 ETCD=${ETCD:-etcd}
@@ -107,7 +110,7 @@ $BIN bench --fsync-probe --fsync-dir "$WORK/data" --fsync-count 500 --json > "$R
   echo "firebreak=$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)$(cd "$ROOT" && git diff --quiet 2>/dev/null || echo '+changes')"
   echo "load_before=$(cut -d' ' -f1-3 /proc/loadavg)"
   echo "date=$(date -u +%Y-%m-%dT%H:%MZ)"
-  echo "rounds=$ROUNDS duration=$DURATION warmup=$WARMUP keys=$KEYS value_size=$VALUE_SIZE rtt=$RTT election_ms=$ELECTION_MS"
+  echo "rounds=$ROUNDS duration=$DURATION warmup=$WARMUP keys=$KEYS value_size=$VALUE_SIZE rtt=$RTT heartbeat_ms=$HEARTBEAT_MS election_ms=$ELECTION_MS"
 } > "$RESULTS/machine.txt"
 
 # --- clusters -------------------------------------------------------------
@@ -165,7 +168,7 @@ start_etcd() {
       --listen-peer-urls "http://$(member_listen $i peer)" \
       --initial-advertise-peer-urls "$(member_peer_url $i)" \
       --initial-cluster "$cluster" --initial-cluster-state new --initial-cluster-token fb-bench \
-      --heartbeat-interval 100 --election-timeout "$ELECTION_MS" \
+      --heartbeat-interval "$HEARTBEAT_MS" --election-timeout "$ELECTION_MS" \
       --logger zap --log-level warn > "$LOGS/$LOG_TAG-e$i.log" 2>&1 &
     PIDS+=($!); MEMBER_PIDS+=($!)
   done
@@ -184,7 +187,7 @@ start_firebreak() {
       echo "listen_peer = \"$(member_listen $i peer)\""
       echo
       echo "[raft]"
-      echo "heartbeat_interval_ms = 100"
+      echo "heartbeat_interval_ms = $HEARTBEAT_MS"
       echo "election_timeout_ms = $ELECTION_MS"
       for j in 1 2 3; do
         echo
@@ -425,7 +428,7 @@ echo "load_after=$(cut -d' ' -f1-3 /proc/loadavg)" >> "$RESULTS/machine.txt"
 
 # --- summary ------------------------------------------------------------
 log "writing $OUT"
-INVOCATION="ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP KEYS=$KEYS VALUE_SIZE=$VALUE_SIZE LOAD_KEYS=$LOAD_KEYS NETS=\"$NETS\" RTT=$RTT ELECTION_MS=$ELECTION_MS${ONLY:+ ONLY=\"$ONLY\"} bench/compare-etcd.sh"
+INVOCATION="ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP KEYS=$KEYS VALUE_SIZE=$VALUE_SIZE LOAD_KEYS=$LOAD_KEYS NETS=\"$NETS\" RTT=$RTT HEARTBEAT_MS=$HEARTBEAT_MS ELECTION_MS=$ELECTION_MS${ONLY:+ ONLY=\"$ONLY\"} bench/compare-etcd.sh"
 python3 "$ROOT/bench/summarize.py" "$RESULTS" "$OUT" "$INVOCATION" "$NETS" "$BIN"
 mkdir -p "$ROOT/target" && rm -rf "$ROOT/target/compare-etcd-results" && cp -r "$RESULTS" "$ROOT/target/compare-etcd-results"
 log "done; raw results in $RESULTS and target/compare-etcd-results"

@@ -138,7 +138,7 @@ def main():
     w(f"| kernel | {m.get('kernel')} |")
     w(f"| disk | {m.get('disk')}; write 4 KiB + fdatasync: p50 {fsync_p50:.3f} ms, p99 {fsync['p99'] / 1000:.3f} ms (`firebreak bench --fsync-probe`, 500 writes) |")
     w(f"| load average before / after | {m.get('load_before')} / {m.get('load_after', '?')} (other work shares this machine) |")
-    w(f"| settings | {m.get('rounds')} rounds, each workload {m.get('duration')} after {m.get('warmup')} warm-up; {m.get('keys')} keys, {m.get('value_size')}-byte values; election timeout {m.get('election_ms', '1000')} ms |")
+    w(f"| settings | {m.get('rounds')} rounds, each workload {m.get('duration')} after {m.get('warmup')} warm-up; {m.get('keys')} keys, {m.get('value_size')}-byte values; heartbeat {m.get('heartbeat_ms', '100')} ms, election timeout {m.get('election_ms', '1000')} ms |")
     w("")
 
     verdicts = []

@@ -114,22 +114,27 @@ pub struct RawMember {
 }
 
 /// The leader's heartbeat interval unless configured, ms.
-pub const DEFAULT_HEARTBEAT_INTERVAL_MS: u64 = 100;
-/// The election timeout unless configured, ms: five heartbeats. A
-/// follower of a live leader refuses pre-votes, so a short timeout costs no
-/// needless elections (see `firebreak_raft::election`).
-pub const DEFAULT_ELECTION_TIMEOUT_MS: u64 = 500;
+pub const DEFAULT_HEARTBEAT_INTERVAL_MS: u64 = 50;
+/// The election timeout unless configured, ms: six heartbeats. It is the
+/// floor: each member lengthens it to ten of the round trips it measures
+/// to the voters, and to four of the longest recent gap between its
+/// leader's messages, so a slow network or a loaded member does not start
+/// needless elections; a follower of a live leader also refuses pre-votes
+/// (see `firebreak_raft::election`).
+pub const DEFAULT_ELECTION_TIMEOUT_MS: u64 = 300;
 
 /// Raft settings. The defaults suit datacenters a few milliseconds apart.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRaft {
-    /// Interval between leader heartbeats. Default 100 ms.
+    /// Interval between leader heartbeats. Default 50 ms.
     pub heartbeat_interval_ms: Option<u64>,
     /// A follower that hears no leader for a random time between this and
     /// 1.2 times this asks for a pre-vote, then starts an election. Default
-    /// 500 ms; must be at least three heartbeats. It grows to ten of the
-    /// largest recent round trips to a voter when those are slower.
+    /// 300 ms; must be at least three heartbeats. It grows to ten of the
+    /// largest recent round trips to a voter, and to four of the longest
+    /// gap between the leader's messages in the last minute, when those
+    /// call for more.
     pub election_timeout_ms: Option<u64>,
     /// Take a snapshot (and allow the log before it to be purged) after this
     /// many entries. Default 100000 (etcd's default).
@@ -529,7 +534,8 @@ mod tests {
     fn a_three_datacenter_config_validates_with_defaults() {
         let c = three().validate().unwrap();
         assert_eq!(c.members.len(), 3);
-        assert_eq!(c.raft.heartbeat_interval, Duration::from_millis(100));
+        assert_eq!(c.raft.heartbeat_interval, Duration::from_millis(DEFAULT_HEARTBEAT_INTERVAL_MS));
+        assert_eq!(c.raft.election_timeout, Duration::from_millis(DEFAULT_ELECTION_TIMEOUT_MS));
         assert_eq!(c.members[1].peer_addr, "127.0.0.1:22380");
         assert!(c.topology_warning.is_none());
     }
@@ -610,7 +616,7 @@ mod tests {
         raw.listen_peer = raw.listen_client.clone();
         assert!(raw.validate().unwrap_err().to_string().contains("listen_peer"));
         let mut raw = three();
-        raw.raft.election_timeout_ms = Some(150);
+        raw.raft.election_timeout_ms = Some(2 * DEFAULT_HEARTBEAT_INTERVAL_MS);
         assert!(raw.validate().unwrap_err().to_string().contains("election_timeout_ms"));
         let unknown: Result<RawConfig, _> = toml::from_str("nmae = \"x\"");
         assert!(unknown.is_err());

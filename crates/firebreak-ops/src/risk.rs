@@ -168,7 +168,10 @@ pub fn assess(
                     .filter_map(|v| leader.peers.iter().find(|p| p.id == v.id))
                     .filter_map(|p| p.rtt_max_ms.or(p.rtt_ms))
                     .fold(0.0f64, f64::max);
-                (leader.election_timeout_ms as f64 * 1.2 + 2.0 * rtt).ceil() as u64
+                let timeout = leader
+                    .election_timeout_effective_ms
+                    .unwrap_or(leader.election_timeout_ms);
+                (timeout as f64 * 1.2 + 2.0 * rtt).ceil() as u64
             });
             let loss = DatacenterLoss {
                 loses_acknowledged_writes: Some(loses),
@@ -257,6 +260,8 @@ mod tests {
                     .collect(),
             ),
             election_timeout_ms: 1000,
+            election_timeout_effective_ms: None,
+            heartbeat_gap_max_ms: None,
             heartbeat_interval_ms: 100,
             fsync: FsyncStats {
                 count: 0,

@@ -102,6 +102,10 @@ pub struct ClusterView {
     /// The observer's election timeout: a member silent for longer is
     /// counted out of the quorum.
     pub election_timeout_ms: u64,
+    /// The election timeout the observer's timer uses now: the configured
+    /// one, or longer when the round trips to the voters or the gaps
+    /// between the leader's messages call for it.
+    pub election_timeout_effective_ms: Option<u64>,
     pub heartbeat_interval_ms: u64,
 }
 
@@ -256,6 +260,7 @@ pub fn compose(own: MemberReport, others: BTreeMap<u64, Result<MemberReport, Str
         alarms,
         etcd_version: own.etcd_version.clone(),
         election_timeout_ms: own.election_timeout_ms,
+        election_timeout_effective_ms: own.election_timeout_effective_ms,
         heartbeat_interval_ms: own.heartbeat_interval_ms,
     }
 }

@@ -36,9 +36,16 @@
 //!   (T/10 to T/4): every voter's vote is then uncommitted, so no leader
 //!   lease delays the next election, and a whole timeout more would
 //!   double the outage.
-//! - The timeout adapts to the network: it is at least ten of the largest
-//!   round trips recently measured to a voter ([`crate::report`]'s probes),
-//!   so the default suits loopback and datacenters far apart alike.
+//! - The timeout adapts to what this member measures, so that one default
+//!   suits loopback and datacenters far apart, an idle cluster and a
+//!   loaded one: it is at least ten of the largest round trips recently
+//!   measured to a voter ([`crate::report`]'s probes), and at least four
+//!   of the longest gap between two messages of one leader seen in the
+//!   last minute (a leader or follower slowed by load, a disk stall or a
+//!   starved CPU widens the gaps, and the timeout grows with them before
+//!   a late heartbeat looks like a dead leader). A gap is only measured
+//!   between messages of the same leader: the silence of a dead leader,
+//!   and the election after it, never lengthen the next timeout.
 //!
 //! # Correctness
 //! Safety does not depend on this module: every election, pre-vote
@@ -47,7 +54,8 @@
 //! a member whose leader is silent asks within 1.2 T, and a lone voter
 //! elects itself at once (without a pre-vote, as nobody else could vote).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Weak;
 use std::time::Duration;
 
@@ -63,18 +71,40 @@ use crate::types::NodeId;
 /// What the election timer learned, for the member's reports.
 #[derive(Debug, Default)]
 pub(crate) struct ElectionState {
-    leader_silent: std::sync::atomic::AtomicBool,
+    leader_silent: AtomicBool,
+    /// The longest gap between two messages of one leader within
+    /// [`GAP_WINDOW`], µs.
+    heartbeat_gap_max_us: AtomicU64,
+    /// The election timeout in force at the last look, µs.
+    effective_timeout_us: AtomicU64,
 }
 
 impl ElectionState {
     fn set_leader_silent(&self, silent: bool) {
-        self.leader_silent.store(silent, std::sync::atomic::Ordering::Relaxed);
+        self.leader_silent.store(silent, Ordering::Relaxed);
+    }
+
+    /// The longest recent gap between two messages of one leader, as this
+    /// member saw them (none measured yet: `None`).
+    pub fn heartbeat_gap_max(&self) -> Option<Duration> {
+        match self.heartbeat_gap_max_us.load(Ordering::Relaxed) {
+            0 => None,
+            us => Some(Duration::from_micros(us)),
+        }
+    }
+
+    /// The election timeout this member's timer last used (none yet: `None`).
+    pub fn effective_timeout(&self) -> Option<Duration> {
+        match self.effective_timeout_us.load(Ordering::Relaxed) {
+            0 => None,
+            us => Some(Duration::from_micros(us)),
+        }
     }
 
     /// Whether this member's leader has been silent for an election
     /// timeout (it then reports no leader).
     pub fn leader_silent(&self) -> bool {
-        self.leader_silent.load(std::sync::atomic::Ordering::Relaxed)
+        self.leader_silent.load(Ordering::Relaxed)
     }
 }
 
@@ -100,10 +130,69 @@ impl ElectionTiming {
     }
 }
 
+/// How long a gap between a leader's messages counts toward the timeout.
+const GAP_WINDOW: Duration = Duration::from_secs(60);
+
+/// The election timeout is at least this many of the longest recent gaps
+/// between one leader's messages.
+const GAPS_PER_TIMEOUT: u32 = 4;
+
+/// The election timeout is at least this many of the largest recent round
+/// trips to a voter.
+const ROUND_TRIPS_PER_TIMEOUT: u32 = 10;
+
+/// The gaps between the messages of one leader, as a follower sees them:
+/// when its vote (which the leader's every message refreshes) was
+/// refreshed, and the longest gaps of the last [`GAP_WINDOW`].
+#[derive(Default)]
+struct HeartbeatGaps {
+    /// The leader's vote (term, leader) and its last refresh.
+    last: Option<(u64, NodeId, openraft::TokioInstant)>,
+    /// (when seen, gap) of recent gaps, each longer than every later one
+    /// (a longer later gap replaces the shorter earlier ones): the front is
+    /// the window's maximum.
+    recent: VecDeque<(Instant, Duration)>,
+}
+
+impl HeartbeatGaps {
+    /// Records a look at the vote: a refresh by the same leader since the
+    /// last look is a gap; a new leader (or none) starts over, so that an
+    /// election is never taken for a slow leader. A gap of `timeout` or
+    /// more was an outage the timer judged (this member was cut off or
+    /// paused, and asked for a pre-vote or would have), not a slow leader:
+    /// it is not counted, or a healed partition would stretch the timeout
+    /// to four times its length.
+    fn observe(&mut self, vote: Option<(u64, NodeId, openraft::TokioInstant)>, now: Instant, timeout: Duration) {
+        if let (Some((term, leader, at)), Some((last_term, last_leader, last_at))) = (vote, self.last) {
+            if term == last_term && leader == last_leader && at > last_at && at - last_at < timeout {
+                let gap = at - last_at;
+                while self.recent.back().is_some_and(|&(_, g)| g <= gap) {
+                    self.recent.pop_back();
+                }
+                self.recent.push_back((now, gap));
+            }
+        }
+        while self
+            .recent
+            .front()
+            .is_some_and(|&(t, _)| now.duration_since(t) > GAP_WINDOW)
+        {
+            self.recent.pop_front();
+        }
+        self.last = vote;
+    }
+
+    fn max(&self) -> Option<Duration> {
+        self.recent.front().map(|&(_, g)| g)
+    }
+}
+
 /// How openraft last saw the vote: the vote's term, whether it is
 /// committed (a leader was elected), and when it last changed or was
 /// refreshed by the leader's messages.
 struct VoteView {
+    term: u64,
+    leader: NodeId,
     committed: bool,
     /// When the vote was last refreshed (by the leader's messages), on
     /// openraft's clock: compared as is, never converted, so that two views
@@ -126,6 +215,8 @@ impl Node {
     async fn vote_view(&self) -> Option<VoteView> {
         self.raft
             .with_raft_state(|st| VoteView {
+                term: st.vote_ref().leader_id().term,
+                leader: st.vote_ref().leader_id().node_id,
                 committed: st.vote_ref().is_committed(),
                 utime: st.vote_last_modified(),
             })
@@ -133,9 +224,10 @@ impl Node {
             .ok()
     }
 
-    /// The election timeout in force: the configured one, or ten of the
-    /// largest recent round trips to a voter if that is longer.
-    pub(crate) fn effective_election_timeout(&self, voters: &BTreeSet<NodeId>) -> Duration {
+    /// The election timeout in force: the configured one, ten of the
+    /// largest recent round trips to a voter, or four of the longest recent
+    /// gaps between the leader's messages, whichever is longest.
+    fn effective_election_timeout(&self, voters: &BTreeSet<NodeId>, gaps: &HeartbeatGaps) -> Duration {
         let slowest = voters
             .iter()
             .filter(|&&v| v != self.id)
@@ -143,7 +235,19 @@ impl Node {
             .filter_map(|c| c.round_trips().recent_max())
             .max()
             .unwrap_or_default();
-        self.election.timeout.max(slowest * 10)
+        let gap = gaps.max().unwrap_or_default();
+        let timeout = self
+            .election
+            .timeout
+            .max(slowest * ROUND_TRIPS_PER_TIMEOUT)
+            .max(gap * GAPS_PER_TIMEOUT);
+        self.election_state
+            .effective_timeout_us
+            .store(timeout.as_micros() as u64, Ordering::Relaxed);
+        self.election_state
+            .heartbeat_gap_max_us
+            .store(gap.as_micros() as u64, Ordering::Relaxed);
+        timeout
     }
 }
 
@@ -154,6 +258,7 @@ pub(crate) async fn run(node: Weak<Node>) {
     // The wait of this round, and whether it was drawn after an election
     // of this member's own that elected nobody.
     let mut next_wait: Option<(bool, Duration)> = None;
+    let mut gaps = HeartbeatGaps::default();
     loop {
         let tick = match node.upgrade() {
             Some(n) => n.election.tick,
@@ -166,12 +271,25 @@ pub(crate) async fn run(node: Weak<Node>) {
         let voters: BTreeSet<NodeId> = configs.iter().flatten().copied().collect();
         if m.state == ServerState::Leader {
             node.election_state.set_leader_silent(false);
+            // A leader measures no gaps; its timeout in force is the one it
+            // would start from after losing leadership.
+            let timeout = node.effective_election_timeout(&voters, &gaps);
+            gaps.observe(None, Instant::now(), timeout);
             next_wait = None;
             last_attempt = Instant::now();
             continue;
         }
         let Some(view) = node.vote_view().await else { return };
-        let timeout = node.effective_election_timeout(&voters);
+        let refreshed = view
+            .utime
+            .filter(|_| view.committed)
+            .map(|t| (view.term, view.leader, t));
+        gaps.observe(
+            refreshed,
+            Instant::now(),
+            node.effective_election_timeout(&voters, &gaps),
+        );
+        let timeout = node.effective_election_timeout(&voters, &gaps);
         // A member that has not heard from its leader for an election
         // timeout no longer reports one (etcd's pre-candidate forgets its
         // leader too): `etcd_server_has_leader`, /health and Status say so.
@@ -230,5 +348,61 @@ pub(crate) async fn run(node: Weak<Node>) {
         let _ = node.raft.trigger().elect(pre_vote).await;
         last_attempt = Instant::now();
         next_wait = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    /// Feeds refreshes of one leader at the given offsets (ms).
+    fn feed(gaps: &mut HeartbeatGaps, term: u64, leader: NodeId, base: openraft::TokioInstant, at_ms: &[u64]) {
+        let now = Instant::now();
+        for &t in at_ms {
+            gaps.observe(Some((term, leader, base + Duration::from_millis(t))), now, 300 * MS);
+        }
+    }
+
+    #[test]
+    fn the_longest_gap_of_one_leader_is_kept() {
+        let base = openraft::TokioInstant::now();
+        let mut gaps = HeartbeatGaps::default();
+        assert_eq!(gaps.max(), None);
+        feed(&mut gaps, 3, 1, base, &[0, 50, 100, 220, 270, 290]);
+        assert_eq!(gaps.max(), Some(120 * MS));
+        // The same refresh seen twice is no gap.
+        feed(&mut gaps, 3, 1, base, &[290]);
+        assert_eq!(gaps.max(), Some(120 * MS));
+    }
+
+    #[test]
+    fn a_new_leader_or_an_outage_is_no_gap() {
+        let base = openraft::TokioInstant::now();
+        let mut gaps = HeartbeatGaps::default();
+        feed(&mut gaps, 3, 1, base, &[0, 50]);
+        // Another leader's first message, 900 ms after the old one's last.
+        feed(&mut gaps, 4, 2, base, &[950, 1000]);
+        assert_eq!(gaps.max(), Some(50 * MS));
+        // No leader seen for a while, then the same one again.
+        gaps.observe(None, Instant::now(), 300 * MS);
+        feed(&mut gaps, 4, 2, base, &[1400]);
+        assert_eq!(gaps.max(), Some(50 * MS));
+        // Cut off for longer than the timeout, then healed: an outage.
+        feed(&mut gaps, 4, 2, base, &[1450, 5450]);
+        assert_eq!(gaps.max(), Some(50 * MS));
+    }
+
+    #[test]
+    fn gaps_older_than_the_window_are_forgotten() {
+        let base = openraft::TokioInstant::now();
+        let mut gaps = HeartbeatGaps::default();
+        let long_ago = Instant::now() - GAP_WINDOW - Duration::from_secs(1);
+        gaps.observe(Some((1, 1, base)), long_ago, 300 * MS);
+        gaps.observe(Some((1, 1, base + 200 * MS)), long_ago, 300 * MS);
+        assert_eq!(gaps.max(), Some(200 * MS));
+        gaps.observe(Some((1, 1, base + 250 * MS)), Instant::now(), 300 * MS);
+        assert_eq!(gaps.max(), Some(50 * MS));
     }
 }

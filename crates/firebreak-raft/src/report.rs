@@ -134,6 +134,13 @@ pub struct MemberReport {
     /// On the leader: every other member's durable progress.
     pub replication: Option<Vec<FollowerProgress>>,
     pub election_timeout_ms: u64,
+    /// The election timeout this member's timer uses now: the configured
+    /// one, or longer when the round trips to the voters or the gaps
+    /// between the leader's messages call for it (`crate::election`).
+    pub election_timeout_effective_ms: Option<u64>,
+    /// The longest gap between two messages of the current leader seen in
+    /// the last minute (on followers).
+    pub heartbeat_gap_max_ms: Option<f64>,
     pub heartbeat_interval_ms: u64,
     pub fsync: FsyncStats,
     pub leader_changes: Vec<LeaderChange>,
@@ -251,6 +258,8 @@ impl Node {
             peers,
             replication,
             election_timeout_ms: self.election_timeout.as_millis() as u64,
+            election_timeout_effective_ms: self.election_state.effective_timeout().map(|t| t.as_millis() as u64),
+            heartbeat_gap_max_ms: self.election_state.heartbeat_gap_max().map(ms),
             heartbeat_interval_ms: self.heartbeat_interval.as_millis() as u64,
             fsync: fsync_stats(),
             leader_changes: self.timeline.lock().expect("timeline lock").iter().cloned().collect(),

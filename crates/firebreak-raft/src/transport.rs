@@ -223,12 +223,12 @@ pub struct PeerClient {
     /// Mutual TLS with the peer, if configured.
     tls: Option<Arc<PeerTls>>,
     idle: Mutex<Vec<PeerStream>>,
-    /// Round trips measured on heartbeats, smoothed.
+    /// Round trips measured on probes and status reports.
     rtt: RoundTrips,
 }
 
 /// Round trips to one peer, measured on messages whose answer needs no
-/// disk write (heartbeats, votes, read indexes).
+/// disk write nor an exchange of the peer's own (probes, status reports).
 #[derive(Default)]
 pub struct RoundTrips {
     /// Smoothed round trip in microseconds (0: none measured yet).
@@ -275,12 +275,16 @@ impl RoundTrips {
     }
 }
 
-/// Whether the answer to `req` needs no disk write on the peer, so that
-/// the exchange measures the network's round trip.
+/// Whether the answer to `req` needs no disk write on the peer and no
+/// exchange of its own with others, so that the exchange measures the
+/// network's round trip. A read index does not: the leader answers it
+/// after a heartbeat round to a quorum (and after the round already under
+/// way), which is several round trips under load, and ten of those would
+/// stretch the election timeout for nothing.
 fn measures_round_trip(req: &PeerRequest) -> bool {
     match req {
         PeerRequest::AppendEntries(a) => a.entries.is_empty(),
-        PeerRequest::ReadIndex | PeerRequest::Report | PeerRequest::Ping => true,
+        PeerRequest::Report | PeerRequest::Ping => true,
         _ => false,
     }
 }

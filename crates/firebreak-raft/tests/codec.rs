@@ -468,6 +468,8 @@ fn member_report() -> firebreak_raft::report::MemberReport {
             },
         ]),
         election_timeout_ms: 1000,
+        election_timeout_effective_ms: Some(420),
+        heartbeat_gap_max_ms: Some(57.5),
         heartbeat_interval_ms: 100,
         fsync: FsyncStats {
             count: 10,
