@@ -534,8 +534,14 @@ mod tests {
     fn a_three_datacenter_config_validates_with_defaults() {
         let c = three().validate().unwrap();
         assert_eq!(c.members.len(), 3);
-        assert_eq!(c.raft.heartbeat_interval, Duration::from_millis(DEFAULT_HEARTBEAT_INTERVAL_MS));
-        assert_eq!(c.raft.election_timeout, Duration::from_millis(DEFAULT_ELECTION_TIMEOUT_MS));
+        assert_eq!(
+            c.raft.heartbeat_interval,
+            Duration::from_millis(DEFAULT_HEARTBEAT_INTERVAL_MS)
+        );
+        assert_eq!(
+            c.raft.election_timeout,
+            Duration::from_millis(DEFAULT_ELECTION_TIMEOUT_MS)
+        );
         assert_eq!(c.members[1].peer_addr, "127.0.0.1:22380");
         assert!(c.topology_warning.is_none());
     }

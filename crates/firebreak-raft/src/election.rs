@@ -398,11 +398,12 @@ mod tests {
     fn gaps_older_than_the_window_are_forgotten() {
         let base = openraft::TokioInstant::now();
         let mut gaps = HeartbeatGaps::default();
-        let long_ago = Instant::now() - GAP_WINDOW - Duration::from_secs(1);
-        gaps.observe(Some((1, 1, base)), long_ago, 300 * MS);
-        gaps.observe(Some((1, 1, base + 200 * MS)), long_ago, 300 * MS);
+        let then = Instant::now();
+        gaps.observe(Some((1, 1, base)), then, 300 * MS);
+        gaps.observe(Some((1, 1, base + 200 * MS)), then, 300 * MS);
         assert_eq!(gaps.max(), Some(200 * MS));
-        gaps.observe(Some((1, 1, base + 250 * MS)), Instant::now(), 300 * MS);
+        let later = then + GAP_WINDOW + Duration::from_secs(1);
+        gaps.observe(Some((1, 1, base + 250 * MS)), later, 300 * MS);
         assert_eq!(gaps.max(), Some(50 * MS));
     }
 }

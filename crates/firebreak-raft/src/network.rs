@@ -170,7 +170,10 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
             let (reader, mut writer) = match self.stream.take() {
                 Some(open) => open,
                 None => {
-                    let mut stream = self.client.dedicated(ttl).await.map_err(rpc_error)?;
+                    let mut stream = self.client.dedicated(ttl).await.map_err(|e| {
+                        self.client.count_failure();
+                        rpc_error(e)
+                    })?;
                     let opened = write_frame_counted(&mut stream, &PeerRequest::StreamAppend)
                         .await
                         .map_err(|e| self.io_error(e))?;
@@ -203,6 +206,7 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
                     Some(writer)
                 }
             });
+            let client = &self.client;
             let slot = &mut self.stream;
             let state = (slot, reader, written, AbortOnDrop(Some(writer_task)));
             let answers = futures::stream::unfold(Some(state), move |state| {
@@ -211,15 +215,20 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
                     let (slot, mut reader, mut written, mut guard) = state?;
                     // The follower owes an answer only once a request went
                     // out. When openraft stops sending and every answer is
-                    // in, the stream ends and the connection is kept.
+                    // in, the stream ends and the connection is kept; when a
+                    // write failed, the request it held is answered with
+                    // the failure.
                     let Some(sent_at) = written.recv().await else {
                         let writer = match guard.0.take() {
                             Some(task) => task.await.ok().flatten(),
                             None => None,
                         };
-                        if let Some(writer) = writer {
-                            *slot = Some((reader, writer));
-                        }
+                        let Some(writer) = writer else {
+                            client.count_failure();
+                            let e = format!("peer {addr}: the replication stream could not be written");
+                            return Some((Err(network_error(e)), None));
+                        };
+                        *slot = Some((reader, writer));
                         return None;
                     };
                     // Failpoint `replication-stream-break` (the `failpoints`
@@ -233,6 +242,7 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
                     let answer = match tokio::time::timeout_at((sent_at + ttl).into(), read).await {
                         Ok(answer) => answer,
                         Err(_) => {
+                            client.count_failure();
                             let e = PeerError::Timeout {
                                 addr: addr.to_string(),
                                 timeout: ttl,
@@ -249,6 +259,7 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
                         }
                         Ok((Err(fatal), _)) => Some((Err(network_error(format!("peer {addr}: {fatal}"))), None)),
                         Err(e) => {
+                            client.count_failure();
                             let addr = addr.to_string();
                             Some((Err(rpc_error(PeerError::Io { addr, source: e })), None))
                         }

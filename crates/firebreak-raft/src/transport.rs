@@ -354,12 +354,20 @@ impl PeerClient {
 
     /// Sends one request and waits for its answer.
     pub async fn call(&self, req: &PeerRequest, timeout: Duration) -> Result<PeerResponse, PeerError> {
-        let metrics = firebreak_metrics::metrics();
         let result = self.exchange(req, timeout).await;
         if result.is_err() {
-            metrics.peer_sent_failures.with_label_values(&[&self.label]).inc();
+            self.count_failure();
         }
         result
+    }
+
+    /// Counts a message to this peer that failed (not sent, or not
+    /// answered), in `etcd_network_peer_sent_failures_total`.
+    pub(crate) fn count_failure(&self) {
+        firebreak_metrics::metrics()
+            .peer_sent_failures
+            .with_label_values(&[&self.label])
+            .inc();
     }
 
     async fn exchange(&self, req: &PeerRequest, timeout: Duration) -> Result<PeerResponse, PeerError> {

@@ -9,6 +9,7 @@
 //!   lag, health and whether losing a datacenter now would lose data.
 //! - `firebreak bench` loads any etcd-API endpoint.
 
+mod log_limit;
 mod restore;
 mod serve;
 mod status;
@@ -60,17 +61,28 @@ enum Command {
 }
 
 fn init_tracing(format: LogFormat) {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    use tracing_subscriber::Layer as _;
     let filter = tracing_subscriber::EnvFilter::try_from_env("FIREBREAK_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
+    let lines = match format {
+        LogFormat::Text => tracing_subscriber::fmt::layer().with_writer(std::io::stderr).boxed(),
         // One object a line: time, level, message and fields at the top
         // level (as etcd's zap logger writes them), and the span context.
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).init(),
-    }
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_writer(std::io::stderr)
+            .boxed(),
+    };
+    // openraft repeats a warning per failed heartbeat while a peer is down.
+    let repeats = log_limit::RepeatLimit::new("openraft", std::time::Duration::from_secs(10));
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(lines.with_filter(repeats))
+        .init();
 }
 
 /// The exit code of a command that chooses its own, or a failure.
