@@ -21,7 +21,7 @@
 #    docs/benchmarks.md between the GENERATED markers.
 #
 # Both stores: three members, heartbeat HEARTBEAT_MS and election timeout
-# ELECTION_MS (default 50 and 300 ms, Firebreak's defaults; etcd gets the
+# ELECTION_MS (default 100 and 300 ms, Firebreak's defaults; etcd gets the
 # same; Firebreak lengthens its timeout when it measures slow round trips
 # or late heartbeats, and the "elections" column counts any under load),
 # fsync before a write counts (etcd's default; Firebreak always). The same
@@ -41,7 +41,7 @@ VALUE_SIZE=${VALUE_SIZE:-256}
 LOAD_KEYS=${LOAD_KEYS:-1000000}
 NETS=${NETS:-"loopback wan"}
 RTT=${RTT:-4ms}
-HEARTBEAT_MS=${HEARTBEAT_MS:-50}
+HEARTBEAT_MS=${HEARTBEAT_MS:-100}
 ELECTION_MS=${ELECTION_MS:-300}
 WAN_PREFIX=${WAN_PREFIX:-10.213}
 OUT=${OUT:-$ROOT/docs/benchmarks.md}

@@ -114,8 +114,8 @@ pub struct RawMember {
 }
 
 /// The leader's heartbeat interval unless configured, ms.
-pub const DEFAULT_HEARTBEAT_INTERVAL_MS: u64 = 50;
-/// The election timeout unless configured, ms: six heartbeats. It is the
+pub const DEFAULT_HEARTBEAT_INTERVAL_MS: u64 = 100;
+/// The election timeout unless configured, ms: three heartbeats. It is the
 /// floor: each member lengthens it to ten of the round trips it measures
 /// to the voters, and to four of the longest recent gap between its
 /// leader's messages, so a slow network or a loaded member does not start
@@ -127,7 +127,9 @@ pub const DEFAULT_ELECTION_TIMEOUT_MS: u64 = 300;
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRaft {
-    /// Interval between leader heartbeats. Default 50 ms.
+    /// Interval between leader heartbeats. Default 100 ms. openraft also
+    /// gives every heartbeat and replication answer this long to arrive, so
+    /// a shorter one fails them on a loaded machine or a slow disk.
     pub heartbeat_interval_ms: Option<u64>,
     /// A follower that hears no leader for a random time between this and
     /// 1.2 times this asks for a pre-vote, then starts an election. Default

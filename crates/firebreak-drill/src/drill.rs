@@ -280,6 +280,9 @@ async fn run_plan(plan: &Plan) -> Result<Verdict, DrillError> {
     }
     let runs = plan.args.runs.max(1);
     let mut reports = Vec::new();
+    // Runs of a sweep that ended in an error: the sweep goes on, and its
+    // summary lists them.
+    let mut errors: Vec<summary::RunError> = Vec::new();
     let mut skipped = 0;
     for run in 0..runs {
         let seed = plan.seed.wrapping_add(u64::from(run));
@@ -306,7 +309,20 @@ async fn run_plan(plan: &Plan) -> Result<Verdict, DrillError> {
                 continue;
             }
             prepare_out(&dir)?;
-            let report = run_one(plan, seed, scenario, &dir).await?;
+            let report = match run_one(plan, seed, scenario, &dir).await {
+                Ok(report) => report,
+                Err(e) if runs > 1 => {
+                    eprintln!("==== {}: ended in an error, no verdict: {e}", scenario.name);
+                    println!("ERROR {} - {}", scenario.name, dir.display());
+                    errors.push(summary::RunError {
+                        scenario: scenario.name.to_string(),
+                        dir: dir.strip_prefix(&plan.out).unwrap_or(&dir).display().to_string(),
+                        error: e.to_string(),
+                    });
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             print_verdict(&report, &dir);
             these.push((report, dir));
         }
@@ -316,15 +332,18 @@ async fn run_plan(plan: &Plan) -> Result<Verdict, DrillError> {
         reports.extend(these);
     }
     if runs > 1 {
-        summary::write_sweep(&plan.out, &reports)?;
+        summary::write_sweep(&plan.out, &reports, &errors)?;
     }
     if reports.is_empty() && skipped > 0 {
         // Nothing ran: undecided, never a pass.
         return Ok(Verdict::Unknown);
     }
+    // A run that ended in an error decided nothing: at best UNKNOWN.
+    let errored = errors.iter().map(|_| Verdict::Unknown);
     Ok(reports
         .iter()
         .map(|(r, _)| r.verdict)
+        .chain(errored)
         .fold(Verdict::Pass, |worst, v| match (worst, v) {
             (Verdict::Fail, _) | (_, Verdict::Fail) => Verdict::Fail,
             (Verdict::Unknown, _) | (_, Verdict::Unknown) => Verdict::Unknown,

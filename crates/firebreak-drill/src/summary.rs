@@ -112,6 +112,21 @@ pub struct SweepLine {
     pub rto_p99_ms: Option<f64>,
     /// The runs' report directories that did not PASS, relative to the sweep.
     pub not_passed: Vec<String>,
+    /// Runs that ended in an error before a verdict (the lab did not come
+    /// up, a member could not be started...): counted in `runs` and
+    /// `unknown`, listed here with the error.
+    pub errors: Vec<RunError>,
+}
+
+/// A run of a sweep that ended in an error instead of a verdict.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RunError {
+    /// Scenario.
+    pub scenario: String,
+    /// The run's directory, relative to the sweep.
+    pub dir: String,
+    /// What went wrong.
+    pub error: String,
 }
 
 /// The nearest-rank percentile of sorted `values`.
@@ -124,11 +139,15 @@ fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
 }
 
 /// The sweep's lines, one per scenario in the order first run.
-pub fn sweep_lines(out: &Path, reports: &[(Report, PathBuf)]) -> Vec<SweepLine> {
+pub fn sweep_lines(out: &Path, reports: &[(Report, PathBuf)], errors: &[RunError]) -> Vec<SweepLine> {
     let mut order: Vec<String> = Vec::new();
-    for (r, _) in reports {
-        if !order.contains(&r.scenario) {
-            order.push(r.scenario.clone());
+    for scenario in reports
+        .iter()
+        .map(|(r, _)| &r.scenario)
+        .chain(errors.iter().map(|e| &e.scenario))
+    {
+        if !order.contains(scenario) {
+            order.push(scenario.clone());
         }
     }
     order
@@ -138,11 +157,12 @@ pub fn sweep_lines(out: &Path, reports: &[(Report, PathBuf)]) -> Vec<SweepLine> 
             let count = |v: firebreak_check::Verdict| mine.iter().filter(|(r, _)| r.verdict == v).count();
             let mut rtos: Vec<f64> = mine.iter().filter_map(|(r, _)| r.rto_ms).collect();
             rtos.sort_by(f64::total_cmp);
+            let errored: Vec<RunError> = errors.iter().filter(|e| e.scenario == scenario).cloned().collect();
             SweepLine {
-                runs: mine.len(),
+                runs: mine.len() + errored.len(),
                 pass: count(firebreak_check::Verdict::Pass),
                 fail: count(firebreak_check::Verdict::Fail),
-                unknown: count(firebreak_check::Verdict::Unknown),
+                unknown: count(firebreak_check::Verdict::Unknown) + errored.len(),
                 lost_writes: mine.iter().map(|(r, _)| r.acknowledged_writes_lost).sum(),
                 rto_p50_ms: percentile(&rtos, 0.50),
                 rto_p99_ms: percentile(&rtos, 0.99),
@@ -154,7 +174,9 @@ pub fn sweep_lines(out: &Path, reports: &[(Report, PathBuf)]) -> Vec<SweepLine> 
                             .map(|p| p.display().to_string())
                             .unwrap_or_else(|_| dir.display().to_string())
                     })
+                    .chain(errored.iter().map(|e| e.dir.clone()))
                     .collect(),
+                errors: errored,
                 scenario,
             }
         })
@@ -162,8 +184,8 @@ pub fn sweep_lines(out: &Path, reports: &[(Report, PathBuf)]) -> Vec<SweepLine> 
 }
 
 /// Writes `sweep.json` and `sweep.md` into `out` and prints the table.
-pub fn write_sweep(out: &Path, reports: &[(Report, PathBuf)]) -> Result<(), DrillError> {
-    let lines = sweep_lines(out, reports);
+pub fn write_sweep(out: &Path, reports: &[(Report, PathBuf)], errors: &[RunError]) -> Result<(), DrillError> {
+    let lines = sweep_lines(out, reports, errors);
     let json_path = out.join("sweep.json");
     let text = serde_json::to_string_pretty(&lines).expect("a sweep always serializes");
     std::fs::write(&json_path, text + "\n").map_err(DrillError::io("cannot write the sweep", &json_path))?;
@@ -186,11 +208,21 @@ pub fn write_sweep(out: &Path, reports: &[(Report, PathBuf)]) -> Result<(), Dril
             ms(l.rto_p99_ms)
         );
     }
-    let not_passed: Vec<&String> = lines.iter().flat_map(|l| &l.not_passed).collect();
+    let not_passed: Vec<&String> = lines
+        .iter()
+        .flat_map(|l| &l.not_passed)
+        .filter(|dir| !errors.iter().any(|e| &e.dir == *dir))
+        .collect();
     if !not_passed.is_empty() {
         table.push_str("\nRuns that did not pass:\n\n");
         for dir in &not_passed {
             let _ = writeln!(table, "- {dir}/report.html");
+        }
+    }
+    if !errors.is_empty() {
+        table.push_str("\nRuns that ended in an error, without a verdict (counted as UNKNOWN):\n\n");
+        for e in errors {
+            let _ = writeln!(table, "- {} ({}): {}", e.dir, e.scenario, e.error);
         }
     }
     let md_path = out.join("sweep.md");
@@ -203,7 +235,26 @@ pub fn write_sweep(out: &Path, reports: &[(Report, PathBuf)]) -> Result<(), Dril
 
 #[cfg(test)]
 mod tests {
-    use super::percentile;
+    use super::{percentile, sweep_lines, RunError};
+
+    #[test]
+    fn a_run_that_ended_in_an_error_counts_as_unknown_and_is_listed() {
+        let error = RunError {
+            scenario: "restart".into(),
+            dir: "run-002".into(),
+            error: "cluster: dc1-1 serves no linearizable read after 30s".into(),
+        };
+        let lines = sweep_lines(std::path::Path::new("/sweep"), &[], std::slice::from_ref(&error));
+        assert_eq!(lines.len(), 1);
+        let l = &lines[0];
+        assert_eq!(
+            (l.scenario.as_str(), l.runs, l.pass, l.fail, l.unknown),
+            ("restart", 1, 0, 0, 1)
+        );
+        assert_eq!(l.not_passed, ["run-002"]);
+        assert_eq!(l.errors, [error]);
+        assert_eq!(l.rto_p50_ms, None);
+    }
 
     #[test]
     fn percentiles_are_nearest_rank() {

@@ -24,13 +24,17 @@
 //! - `election_timeout` (T, `raft.election_timeout_ms`): a follower that
 //!   hears no leader for a random time in `[T, 1.2 T)` asks for pre-votes,
 //!   as openraft's own timer did with the settings of `crate::node`.
-//! - The leader lease (L = T/2): a follower that heard from its leader
+//! - The leader lease (L = 4T/5): a follower that heard from its leader
 //!   within L refuses pre-votes and votes (openraft refuses votes within
 //!   its `leader_lease`, which is set to L). L is shorter than T so that
 //!   when the leader is gone, the other followers, which lost it at about
 //!   the same moment, already answer yes when the first timer runs out; it
 //!   is over twice the heartbeat interval, so a follower of a live leader
-//!   never answers yes.
+//!   never answers yes. openraft gives a (pre-)vote request at most its
+//!   `election_timeout_min`, which must not exceed the lease: 4L/5, 0.64 T
+//!   (192 ms with the defaults). With L = T/2 that was 120 ms, which a
+//!   loaded machine missed again and again: the members of a drill on two
+//!   busy cores elected nobody for 30 s.
 //! - After an election of its own that elected nobody (two candidates
 //!   split the vote), a member asks again after a short random wait
 //!   (T/10 to T/4): every voter's vote is then uncommitted, so no leader
@@ -124,7 +128,7 @@ impl ElectionTiming {
     pub fn new(election_timeout: Duration) -> ElectionTiming {
         ElectionTiming {
             timeout: election_timeout,
-            lease: election_timeout / 2,
+            lease: election_timeout * 4 / 5,
             tick: (election_timeout / 50).clamp(Duration::from_millis(5), Duration::from_millis(50)),
         }
     }

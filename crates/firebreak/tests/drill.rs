@@ -664,7 +664,7 @@ fn a_sweep_writes_one_summary_of_its_runs() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("sweep");
-    let status = Command::new(BIN)
+    let output = Command::new(BIN)
         .args([
             "drill",
             "--no-netns",
@@ -684,11 +684,16 @@ fn a_sweep_writes_one_summary_of_its_runs() {
         ])
         .arg(&out)
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
+        .output()
         .unwrap();
-    let table = std::fs::read_to_string(out.join("sweep.md")).expect("sweep.md");
+    let status = output.status;
+    let Ok(table) = std::fs::read_to_string(out.join("sweep.md")) else {
+        panic!(
+            "no sweep.md; the drill exited with {status}, saying:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("sweep.json")).unwrap()).unwrap();
     assert_eq!(json[0]["scenario"], "restart", "{table}");
@@ -696,13 +701,30 @@ fn a_sweep_writes_one_summary_of_its_runs() {
     let verdicts =
         json[0]["pass"].as_u64().unwrap() + json[0]["fail"].as_u64().unwrap() + json[0]["unknown"].as_u64().unwrap();
     assert_eq!(verdicts, 2, "{table}");
+    let errors = json[0]["errors"].as_array().expect("errors[]");
+    let mut reported = 0;
     for run in ["run-001", "run-002"] {
+        if !out.join(run).join("report.json").exists() {
+            continue; // a run that ended in an error (listed in errors[])
+        }
+        reported += 1;
         let report: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(out.join(run).join("report.json")).unwrap()).unwrap();
         assert_eq!(report["seed"], if run == "run-001" { 114 } else { 115 });
     }
     assert!(table.contains("| restart | 2 |"), "{table}");
     assert_eq!(status.success(), json[0]["pass"] == 2, "{table}");
+    // A run that ended in an error is counted, listed, and explained.
+    assert_eq!(reported + errors.len(), 2, "{table}");
+    for e in errors {
+        assert!(table.contains(e["error"].as_str().unwrap()), "{table}");
+    }
+    if !errors.is_empty() {
+        eprintln!(
+            "runs ended in an error: {errors:?}; the drill said:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
 }
 
 #[test]
