@@ -61,6 +61,7 @@ enum Command {
 }
 
 fn init_tracing(format: LogFormat) {
+    use tracing_subscriber::filter::FilterExt as _;
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
     use tracing_subscriber::Layer as _;
@@ -78,10 +79,13 @@ fn init_tracing(format: LogFormat) {
             .boxed(),
     };
     // openraft repeats a warning per failed heartbeat while a peer is down.
+    // The level filter and the repeat limit are one per-layer filter: a
+    // per-layer filter that enables a callsite would enable it for the
+    // whole subscriber, past a global level filter (every debug span of
+    // openraft, in a debug build).
     let repeats = log_limit::RepeatLimit::new("openraft", std::time::Duration::from_secs(10));
     tracing_subscriber::registry()
-        .with(filter)
-        .with(lines.with_filter(repeats))
+        .with(lines.with_filter(filter.and(repeats)))
         .init();
 }
 
