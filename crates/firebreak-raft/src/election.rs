@@ -228,10 +228,9 @@ impl Node {
             .ok()
     }
 
-    /// The election timeout in force: the configured one, ten of the
-    /// largest recent round trips to a voter, or four of the longest recent
-    /// gaps between the leader's messages, whichever is longest.
-    fn effective_election_timeout(&self, voters: &BTreeSet<NodeId>, gaps: &HeartbeatGaps) -> Duration {
+    /// The floor of the election timeout: the configured one, or ten of
+    /// the largest recent round trips to a voter if that is longer.
+    fn election_timeout_floor(&self, voters: &BTreeSet<NodeId>) -> Duration {
         let slowest = voters
             .iter()
             .filter(|&&v| v != self.id)
@@ -239,19 +238,27 @@ impl Node {
             .filter_map(|c| c.round_trips().recent_max())
             .max()
             .unwrap_or_default();
+        self.election.timeout.max(slowest * ROUND_TRIPS_PER_TIMEOUT)
+    }
+
+    /// Records the election timeout in force and the gap it came from, for
+    /// the member's reports.
+    fn report_election_timeout(&self, timeout: Duration, gaps: &HeartbeatGaps) {
         let gap = gaps.max().unwrap_or_default();
-        let timeout = self
-            .election
-            .timeout
-            .max(slowest * ROUND_TRIPS_PER_TIMEOUT)
-            .max(gap * GAPS_PER_TIMEOUT);
         self.election_state
             .effective_timeout_us
             .store(timeout.as_micros() as u64, Ordering::Relaxed);
         self.election_state
             .heartbeat_gap_max_us
             .store(gap.as_micros() as u64, Ordering::Relaxed);
-        timeout
+    }
+}
+
+impl HeartbeatGaps {
+    /// The election timeout in force: `floor`, or four of the longest
+    /// recent gap between the leader's messages if that is longer.
+    fn timeout(&self, floor: Duration) -> Duration {
+        floor.max(self.max().unwrap_or_default() * GAPS_PER_TIMEOUT)
     }
 }
 
@@ -277,8 +284,9 @@ pub(crate) async fn run(node: Weak<Node>) {
             node.election_state.set_leader_silent(false);
             // A leader measures no gaps; its timeout in force is the one it
             // would start from after losing leadership.
-            let timeout = node.effective_election_timeout(&voters, &gaps);
+            let timeout = gaps.timeout(node.election_timeout_floor(&voters));
             gaps.observe(None, Instant::now(), timeout);
+            node.report_election_timeout(timeout, &gaps);
             next_wait = None;
             last_attempt = Instant::now();
             continue;
@@ -288,12 +296,12 @@ pub(crate) async fn run(node: Weak<Node>) {
             .utime
             .filter(|_| view.committed)
             .map(|t| (view.term, view.leader, t));
-        gaps.observe(
-            refreshed,
-            Instant::now(),
-            node.effective_election_timeout(&voters, &gaps),
-        );
-        let timeout = node.effective_election_timeout(&voters, &gaps);
+        // A gap is judged against the timeout in force before it, then may
+        // lengthen it.
+        let floor = node.election_timeout_floor(&voters);
+        gaps.observe(refreshed, Instant::now(), gaps.timeout(floor));
+        let timeout = gaps.timeout(floor);
+        node.report_election_timeout(timeout, &gaps);
         // A member that has not heard from its leader for an election
         // timeout no longer reports one (etcd's pre-candidate forgets its
         // leader too): `etcd_server_has_leader`, /health and Status say so.

@@ -119,18 +119,22 @@ mod tests {
         }
     }
 
+    /// The messages that pass `limit` while `emit` runs.
+    fn passed(limit: RepeatLimit, emit: impl FnOnce()) -> Vec<String> {
+        let seen = Collect::default();
+        let subscriber = tracing_subscriber::registry().with(seen.clone().with_filter(limit));
+        tracing::subscriber::with_default(subscriber, emit);
+        let seen = seen.0.lock().unwrap().clone();
+        seen
+    }
+
     fn peer_warning(peer: u64) {
         tracing::warn!(target: "openraft::core::heartbeat::worker", "HeartbeatWorker(target={peer}) failed to send a heartbeat");
     }
 
     #[test]
     fn repeats_are_dropped_per_kind_and_errors_and_others_pass() {
-        let seen = Collect::default();
-        let subscriber = tracing_subscriber::registry().with(
-            seen.clone()
-                .with_filter(RepeatLimit::new("openraft", Duration::from_secs(3600))),
-        );
-        tracing::subscriber::with_default(subscriber, || {
+        let seen = passed(RepeatLimit::new("openraft", Duration::from_secs(3600)), || {
             for _ in 0..5 {
                 peer_warning(2);
             }
@@ -142,7 +146,6 @@ mod tests {
                 tracing::warn!(target: "firebreak_raft::node", "ours");
             }
         });
-        let seen = seen.0.lock().unwrap().clone();
         assert_eq!(
             seen,
             [
@@ -158,17 +161,12 @@ mod tests {
 
     #[test]
     fn a_kind_passes_again_after_the_interval() {
-        let seen = Collect::default();
-        let subscriber = tracing_subscriber::registry().with(
-            seen.clone()
-                .with_filter(RepeatLimit::new("openraft", Duration::from_millis(50))),
-        );
-        tracing::subscriber::with_default(subscriber, || {
+        let seen = passed(RepeatLimit::new("openraft", Duration::from_millis(50)), || {
             peer_warning(2);
             peer_warning(2);
             std::thread::sleep(Duration::from_millis(80));
             peer_warning(2);
         });
-        assert_eq!(seen.0.lock().unwrap().len(), 2);
+        assert_eq!(seen.len(), 2);
     }
 }
