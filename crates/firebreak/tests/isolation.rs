@@ -125,9 +125,36 @@ async fn an_isolated_leader_stops_renewing_leases_before_the_majority_expires_th
     lab.heal(leader_dc).unwrap();
 }
 
-/// Cuts a follower's datacenter off for several election timeouts, heals
-/// it, and answers (leader and term before, leader and term after).
-async fn follower_isolated_and_healed(exe: &std::path::Path, env: &[(&str, &str)]) -> ((u64, u64), (u64, u64)) {
+/// What a member says of itself on `/api/status`: its term, the election
+/// timeout its timer uses now, and whether it knows a leader.
+async fn own_report(member: &firebreak_drill::lab::Member) -> Option<(u64, Duration, bool)> {
+    let answer = common::http::try_get_at(member.listen_client, "/api/status").await?;
+    let report: serde_json::Value = serde_json::from_str(&answer.body).ok()?;
+    Some((
+        report["term"].as_u64()?,
+        Duration::from_millis(report["election_timeout_effective_ms"].as_u64()?),
+        !report["leader"].is_null(),
+    ))
+}
+
+/// A follower cut off and healed: the leader and term before the cut and
+/// after the heal, and the cut-off member's own term just before the heal.
+struct Healed {
+    before: (u64, u64),
+    after: (u64, u64),
+    cut_off_term: u64,
+}
+
+/// Cuts a follower's datacenter off until its timer has asked for an
+/// election several times, heals it, and answers what came of it.
+///
+/// The member's timer uses its own election timeout, which its round
+/// trips and the leader's heartbeat gaps may lengthen past the configured
+/// one on a loaded machine: the cut lasts until the member has judged its
+/// leader lost, then three of the timeouts it reports, so that it asks for
+/// an election two or three times whatever its timeout is. With
+/// `until_term_rises`, the cut also lasts until its term has risen.
+async fn follower_isolated_and_healed(exe: &std::path::Path, env: &[(&str, &str)], until_term_rises: bool) -> Healed {
     let election = Duration::from_millis(firebreak_config::DEFAULT_ELECTION_TIMEOUT_MS);
     let _turn = common::lab::one_at_a_time().await;
     let dir = tempfile::tempdir().unwrap();
@@ -143,9 +170,33 @@ async fn follower_isolated_and_healed(exe: &std::path::Path, env: &[(&str, &str)
     let before = view(observe::statuses(&lab.members, &all, Duration::from_secs(2)).await);
 
     let dc = lab.members[follower].dc;
+    let cut_off = lab.members[follower].clone();
     lab.isolate(dc).expect("cut a follower's datacenter off");
-    // Long enough for the cut-off member's timer to run out several times.
-    tokio::time::sleep(election * 6).await;
+    let cut = Instant::now();
+    let deadline = cut + Duration::from_secs(60);
+    let mut silent_since: Option<(Instant, Duration)> = None;
+    let cut_off_term = loop {
+        assert!(
+            Instant::now() < deadline,
+            "the cut-off member did not judge its leader lost (or its term did not rise) within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let Some((term, timeout, knows_leader)) = own_report(&cut_off).await else {
+            continue;
+        };
+        if knows_leader {
+            continue;
+        }
+        let (since, _) = *silent_since.get_or_insert((Instant::now(), timeout));
+        if since.elapsed() >= timeout * 3 && (!until_term_rises || term > before.1) {
+            eprintln!(
+                "the cut lasted {} ms; the cut-off member's election timeout {} ms, its term {term}",
+                cut.elapsed().as_millis(),
+                timeout.as_millis()
+            );
+            break term;
+        }
+    };
     lab.heal(dc).expect("heal");
     // Time for it to hear from the leader again, or to disrupt it.
     tokio::time::sleep(election * 6).await;
@@ -153,13 +204,23 @@ async fn follower_isolated_and_healed(exe: &std::path::Path, env: &[(&str, &str)
         .await
         .expect("every member serves after the heal");
     let after = view(observe::statuses(&lab.members, &all, Duration::from_secs(2)).await);
-    (before, after)
+    Healed {
+        before,
+        after,
+        cut_off_term,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_that_comes_back_does_not_unseat_the_leader() {
-    let (before, after) = follower_isolated_and_healed(std::path::Path::new(common::BIN), &[]).await;
+    let healed = follower_isolated_and_healed(std::path::Path::new(common::BIN), &[], false).await;
+    let (before, after) = (healed.before, healed.after);
     eprintln!("leader and term before the cut {before:x?}, after the heal {after:x?}");
+    // A pre-vote that no majority grants raises no term.
+    assert_eq!(
+        healed.cut_off_term, before.1,
+        "the cut-off member's term rose while it was cut off"
+    );
     assert_eq!(
         after, before,
         "the leader or the term changed when the isolated member came back"
@@ -169,8 +230,12 @@ async fn a_member_that_comes_back_does_not_unseat_the_leader() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_the_pre_vote_a_member_that_comes_back_unseats_the_leader() {
     let exe = common::failpoints_binary();
-    let (before, after) = follower_isolated_and_healed(&exe, &[("FAILPOINTS", "elect-without-pre-vote=return")]).await;
-    eprintln!("without the pre-vote: leader and term before the cut {before:x?}, after the heal {after:x?}");
+    let healed = follower_isolated_and_healed(&exe, &[("FAILPOINTS", "elect-without-pre-vote=return")], true).await;
+    let (before, after) = (healed.before, healed.after);
+    eprintln!(
+        "without the pre-vote: leader and term before the cut {before:x?}, the cut-off member's term {}, after the heal {after:x?}",
+        healed.cut_off_term
+    );
     assert!(
         after.1 > before.1,
         "the test cannot see a disruption: the term stayed {} without the pre-vote",

@@ -1,6 +1,7 @@
 //! HTTP/1.1 on loopback, as much as the tests need: a `GET` and its answer.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -27,11 +28,22 @@ pub async fn try_get(port: u16, path: &str) -> Option<Answer> {
     parse_answer(&exchange(port, path).await.ok()?)
 }
 
+/// `GET path` on `addr`, or `None` if nothing answers, or not with HTTP,
+/// within 10 s.
+pub async fn try_get_at(addr: SocketAddr, path: &str) -> Option<Answer> {
+    parse_answer(&exchange_at(addr, path).await.ok()?)
+}
+
 /// Sends `GET path` and reads the answer to its end.
 async fn exchange(port: u16, path: &str) -> std::io::Result<Vec<u8>> {
+    exchange_at(SocketAddr::from(([127, 0, 0, 1], port)), path).await
+}
+
+/// Sends `GET path` to `addr` and reads the answer to its end.
+async fn exchange_at(addr: SocketAddr, path: &str) -> std::io::Result<Vec<u8>> {
     let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-        let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+        let mut stream = tokio::net::TcpStream::connect(addr).await?;
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
         stream.write_all(request.as_bytes()).await?;
         let mut raw = Vec::new();
         stream.read_to_end(&mut raw).await?;
