@@ -615,39 +615,33 @@ impl RaftLogReader<TypeConfig> for LogReader {
         if released.is_empty() {
             return Ok(in_memory);
         }
-        // Read outside the lock, and off the runtime's threads (a member
-        // caught up from disk may need thousands): the entries released are
-        // applied, so committed, so never truncated; a purge may remove
-        // their segment meanwhile, and then the entries it purged are left
-        // out (at the start of the range, as openraft allows).
-        let cache = self.cache.clone();
-        let read = move || -> std::io::Result<Vec<Entry>> {
-            let mut segments = crate::wal::EntryReader::new(&dir);
-            let mut entries = Vec::with_capacity(released.len() + in_memory.len());
-            for (id, at) in released {
-                match segments.read(at) {
-                    Ok(entry) if entry.log_id == id => entries.push(entry),
-                    Ok(entry) => {
-                        return Err(std::io::Error::new(
-                            std::io::ErrorKind::InvalidData,
-                            format!("the Raft log holds {} where {id} was written", entry.log_id),
-                        ))
+        // Read outside the lock: the entries released are applied, so
+        // committed, so never truncated; a purge may remove their segment
+        // meanwhile, and then the entries it purged are left out (at the
+        // start of the range, as openraft allows).
+        let mut entries = Vec::with_capacity(released.len() + in_memory.len());
+        for (id, at) in released {
+            match crate::wal::read_entry(&dir, at) {
+                Ok(entry) if entry.log_id == id => entries.push(entry),
+                Ok(entry) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("the Raft log holds {} where {id} was written", entry.log_id),
+                    ))
+                }
+                Err(e) => {
+                    let purged = self.cache.lock().expect("log cache lock").last_purged;
+                    if purged.is_some_and(|p| p.index >= id.index) {
+                        entries.clear();
+                        continue;
                     }
-                    Err(e) => {
-                        let purged = cache.lock().expect("log cache lock").last_purged;
-                        if purged.is_some_and(|p| p.index >= id.index) {
-                            entries.clear();
-                            continue;
-                        }
-                        return Err(e);
-                    }
+                    return Err(e);
                 }
             }
-            firebreak_metrics::metrics().log_disk_reads.inc_by(entries.len() as u64);
-            entries.extend(in_memory);
-            Ok(entries)
-        };
-        tokio::task::spawn_blocking(read).await.map_err(std::io::Error::other)?
+        }
+        firebreak_metrics::metrics().log_disk_reads.inc_by(entries.len() as u64);
+        entries.extend(in_memory);
+        Ok(entries)
     }
 
     async fn read_vote(&mut self) -> std::io::Result<Option<Vote>> {

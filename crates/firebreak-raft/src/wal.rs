@@ -178,7 +178,7 @@ pub(crate) enum Record<'a> {
 
 /// Where an entry's record lies: in which segment, at which byte (of the
 /// record's header) and how long its body is. Read back by
-/// [`EntryReader`], which checks it whole.
+/// [`read_entry`], which checks it whole.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Location {
     pub(crate) segment: u64,
@@ -356,45 +356,25 @@ fn replay(body: &[u8], at: Location, state: &mut Recovered) -> Result<Option<u64
     Ok(None)
 }
 
-/// Reads entries back from the segments of a log, where they were written
-/// or replayed from; keeps the segment it read last open.
-pub(crate) struct EntryReader {
-    dir: PathBuf,
-    open: Option<(u64, File)>,
-}
-
-impl EntryReader {
-    pub(crate) fn new(dir: &Path) -> EntryReader {
-        EntryReader {
-            dir: dir.to_owned(),
-            open: None,
+/// Reads back the entry whose record lies at `at` in the segments of `dir`,
+/// checking its length, checksum and kind as replay does.
+pub(crate) fn read_entry(dir: &Path, at: Location) -> std::io::Result<Entry> {
+    let path = dir.join(segment_name(at.segment));
+    let mut bytes = vec![0; HEADER_BYTES + at.len as usize];
+    File::open(&path)?.read_exact_at(&mut bytes, at.offset)?;
+    let damaged = |why: String| {
+        invalid(format!(
+            "the Raft log is corrupt: {why} in the entry at byte {} of {}",
+            at.offset,
+            path.display()
+        ))
+    };
+    let (body, _) = read_record(&bytes, 0).map_err(damaged)?;
+    match body.split_first() {
+        Some((&ENTRY, payload)) if body.len() == at.len as usize => {
+            crate::codec::decode(payload).map_err(|e| damaged(e.to_string()))
         }
-    }
-
-    /// The entry whose record lies at `at`, checked as replay checks it
-    /// (length, checksum, kind).
-    pub(crate) fn read(&mut self, at: Location) -> std::io::Result<Entry> {
-        let path = self.dir.join(segment_name(at.segment));
-        let file = match &self.open {
-            Some((segment, file)) if *segment == at.segment => file,
-            _ => &self.open.insert((at.segment, File::open(&path)?)).1,
-        };
-        let mut bytes = vec![0; HEADER_BYTES + at.len as usize];
-        file.read_exact_at(&mut bytes, at.offset)?;
-        let damaged = |why: String| {
-            invalid(format!(
-                "the Raft log is corrupt: {why} in the entry at byte {} of {}",
-                at.offset,
-                path.display()
-            ))
-        };
-        let (body, _) = read_record(&bytes, 0).map_err(damaged)?;
-        match body.split_first() {
-            Some((&ENTRY, payload)) if body.len() == at.len as usize => {
-                crate::codec::decode(payload).map_err(|e| damaged(e.to_string()))
-            }
-            _ => Err(damaged("a record that is not the entry expected".into())),
-        }
+        _ => Err(damaged("a record that is not the entry expected".into())),
     }
 }
 
@@ -1749,7 +1729,7 @@ mod tests {
         let (_, state) = Wal::open(dir.path()).unwrap();
         assert_eq!(state.locations, written, "replay finds each entry where it was written");
         for (&index, &at) in &written {
-            let entry = EntryReader::new(dir.path()).read(at).unwrap();
+            let entry = read_entry(dir.path(), at).unwrap();
             assert_eq!(entry.log_id, log_id(if index > 30 { 2 } else { 1 }, index));
             assert_eq!(
                 bincode::serialize(&entry).unwrap(),
@@ -1762,14 +1742,14 @@ mod tests {
         let mut bytes = std::fs::read(&path).unwrap();
         bytes[at.offset as usize + HEADER_BYTES + 20] ^= 1;
         std::fs::write(&path, &bytes).unwrap();
-        let err = EntryReader::new(dir.path()).read(at).unwrap_err();
+        let err = read_entry(dir.path(), at).unwrap_err();
         assert!(err.to_string().contains("checksum"), "{err}");
         // So is a location that is not an entry's record.
         let wrong = Location {
             len: at.len - 1,
             ..written[&6]
         };
-        assert!(EntryReader::new(dir.path()).read(wrong).is_err());
+        assert!(read_entry(dir.path(), wrong).is_err());
     }
 
     #[test]
