@@ -68,9 +68,6 @@ pub struct Metrics {
     pub loss_keeps_quorum: IntGaugeVec,
     pub loss_recovery_seconds: prometheus::GaugeVec,
     pub risk_known: IntGauge,
-    pub log_entries_in_memory: IntGauge,
-    pub log_bytes_in_memory: IntGauge,
-    pub log_disk_reads: IntCounter,
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
@@ -301,22 +298,6 @@ impl Metrics {
                 &r,
                 "firebreak_risk_known",
                 "1 if this member knows the replication state (it leads or reached the leader), else 0.",
-            ),
-            log_entries_in_memory: gauge(
-                &r,
-                "firebreak_raft_log_entries_in_memory",
-                "Entries of the Raft log held in memory: those not yet applied here or not yet stored by every \
-                 follower (the rest are read back from disk when needed).",
-            ),
-            log_bytes_in_memory: gauge(
-                &r,
-                "firebreak_raft_log_bytes_in_memory",
-                "Bytes of the Raft log held in memory, as encoded on disk.",
-            ),
-            log_disk_reads: counter(
-                &r,
-                "firebreak_raft_log_disk_reads_total",
-                "Raft log entries read back from disk because memory no longer held them.",
             ),
             registry: r,
         }

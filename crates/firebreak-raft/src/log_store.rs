@@ -2,17 +2,8 @@
 //! with group commit.
 //!
 //! Appends are visible to readers at once (from an in-memory copy of the
-//! log's tail) and made durable by one writer thread, which gathers every
+//! unpurged log) and made durable by one writer thread, which gathers every
 //! request waiting for it into a single write and a single fsync.
-//!
-//! # What memory holds
-//! Memory holds the entries that may still be needed soon: those not yet
-//! applied here, and, on a leader, those some member has not stored yet
-//! (up to [`LAGGING_BYTES`] of applied ones for members that lag further).
-//! The node releases the rest ([`LogReader::release`]); an entry released
-//! is read back from its segment when asked for (a member that lagged
-//! further, a new leader catching a member up), and checked as replay
-//! checks it.
 //!
 //! # The leader writes in parallel with replication
 //! openraft 0.10 replicates an entry once its append is submitted, not once
@@ -52,27 +43,21 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use firebreak_mvcc::WriteCommand;
-use openraft::async_runtime::WatchReceiver as _;
 use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{EntryPayload, OptionalSend};
 use tokio::sync::oneshot;
 
 use crate::proposer::OwnProposals;
 use crate::types::{Entry, LogId, NodeId, TypeConfig, Vote};
-use crate::wal::{Location, Record, Wal};
-
-/// Applied entries that a lagging member still needs stay in memory up to
-/// this many bytes (the newest of them); older ones are read back from
-/// disk when it gets to them.
-pub const LAGGING_BYTES: usize = 64 << 20;
+use crate::wal::{Record, Wal};
 
 /// What the writer thread is asked to do, in order.
 enum WriteOp {
-    /// Encoded entries with their log ids, the sequence number of the
-    /// append, the callback owed to openraft, and whether this member
-    /// appends them as the leader (for the `leader-log-write` failpoint).
+    /// Encoded entries by index, the sequence number of the append, the
+    /// callback owed to openraft, and whether this member appends them as
+    /// the leader (for the `leader-log-write` failpoint).
     Append(
-        Vec<(LogId, Vec<u8>)>,
+        Vec<(u64, Vec<u8>)>,
         u64,
         IOFlushed<TypeConfig>,
         #[cfg_attr(not(feature = "failpoints"), allow(dead_code))] bool,
@@ -84,133 +69,20 @@ enum WriteOp {
     Vote(Vote, oneshot::Sender<Result<(), String>>),
 }
 
-/// An entry held in memory, and the length of its encoding.
-struct Cached {
-    entry: Entry,
-    bytes: usize,
-}
-
-/// The unpurged log, shared by the store, its readers and its writer
-/// thread: its entries are those of `entries` and `on_disk`, and those
-/// only `on_disk` holds (released from memory) all come before the first
-/// of `entries`.
+/// The unpurged log, shared by the store and its readers.
+#[derive(Default)]
 struct Cache {
-    /// The entries held in memory, by index.
-    entries: BTreeMap<u64, Cached>,
-    /// Bytes of `entries`, encoded.
-    bytes: usize,
-    /// Where each entry on disk lies, with its log id (to tell it from an
-    /// entry that replaced it in memory and is not on disk yet).
-    on_disk: BTreeMap<u64, (LogId, Location)>,
-    /// The directory of the segments.
-    dir: std::path::PathBuf,
+    entries: BTreeMap<u64, Entry>,
     last_purged: Option<LogId>,
     /// The vote on disk (readers check that it did not change while they
     /// read entries for a leader).
     vote: Option<Vote>,
-    /// [`LAGGING_BYTES`] (smaller in tests).
-    lagging_bytes: usize,
 }
 
 impl Cache {
-    fn new(dir: &Path) -> Cache {
-        Cache {
-            entries: BTreeMap::new(),
-            bytes: 0,
-            on_disk: BTreeMap::new(),
-            dir: dir.to_owned(),
-            last_purged: None,
-            vote: None,
-            lagging_bytes: LAGGING_BYTES,
-        }
-    }
-
     /// The id of the last entry, or of the last purged one if none is left.
     fn last_log_id(&self) -> Option<LogId> {
-        let in_memory = self.entries.values().next_back().map(|c| c.entry.log_id);
-        let on_disk = self.on_disk.values().next_back().map(|&(id, _)| id);
-        in_memory
-            .into_iter()
-            .chain(on_disk)
-            .max_by_key(|id| id.index)
-            .or(self.last_purged)
-    }
-
-    fn insert(&mut self, entry: Entry, bytes: usize) {
-        if let Some(old) = self.entries.insert(entry.log_id.index, Cached { entry, bytes }) {
-            self.bytes -= old.bytes;
-        }
-        self.bytes += bytes;
-    }
-
-    /// Forgets the entries from `from` on.
-    fn truncate(&mut self, from: u64) {
-        let gone = self.entries.split_off(&from);
-        self.bytes -= gone.values().map(|c| c.bytes).sum::<usize>();
-        self.on_disk.split_off(&from);
-    }
-
-    /// Forgets the entries up to and including `upto`.
-    fn purge(&mut self, upto: LogId) {
-        let keep = self.entries.split_off(&(upto.index + 1));
-        let gone = std::mem::replace(&mut self.entries, keep);
-        self.bytes -= gone.values().map(|c| c.bytes).sum::<usize>();
-        self.on_disk = self.on_disk.split_off(&(upto.index + 1));
-        self.last_purged = Some(upto);
-    }
-
-    /// The entry `id` is on disk at `at`, if the log still holds it.
-    fn stored(&mut self, id: LogId, at: Location) {
-        if self.entries.get(&id.index).is_some_and(|c| c.entry.log_id == id) {
-            self.on_disk.insert(id.index, (id, at));
-        }
-    }
-
-    /// Releases from memory the entries on disk that are applied here
-    /// (through `applied`) and that every member holds (before
-    /// `needed_from`), then the oldest applied ones past
-    /// [`LAGGING_BYTES`]. Never one that is not on disk, nor one after it:
-    /// memory keeps the log's tail.
-    fn release(&mut self, applied: u64, needed_from: u64) {
-        let held = applied.min(needed_from.saturating_sub(1));
-        let lagging: usize = if held < applied {
-            self.entries.range(held + 1..=applied).map(|(_, c)| c.bytes).sum()
-        } else {
-            0
-        };
-        let mut over = lagging.saturating_sub(self.lagging_bytes);
-        while let Some(entry) = self.entries.first_entry() {
-            let index = *entry.key();
-            if index > applied || (index > held && over == 0) {
-                break;
-            }
-            let on_disk = self
-                .on_disk
-                .get(&index)
-                .is_some_and(|&(id, _)| id == entry.get().entry.log_id);
-            if !on_disk {
-                break;
-            }
-            let bytes = entry.remove().bytes;
-            self.bytes -= bytes;
-            if index > held {
-                over = over.saturating_sub(bytes);
-            }
-        }
-    }
-
-    /// The entries in `range`: those released from memory (to be read from
-    /// disk) and those in memory.
-    fn range<RB: RangeBounds<u64> + Clone>(&self, range: RB) -> (Vec<(LogId, Location)>, Vec<Entry>) {
-        let first_in_memory = self.entries.keys().next().copied().unwrap_or(u64::MAX);
-        let released = self
-            .on_disk
-            .range(range.clone())
-            .take_while(|(&index, _)| index < first_in_memory)
-            .map(|(_, &at)| at)
-            .collect();
-        let in_memory = self.entries.range(range).map(|(_, c)| c.entry.clone()).collect();
-        (released, in_memory)
+        self.entries.values().next_back().map(|e| e.log_id).or(self.last_purged)
     }
 }
 
@@ -337,52 +209,26 @@ pub struct LogReader {
     cache: Arc<Mutex<Cache>>,
 }
 
-impl LogReader {
-    /// Releases from memory the entries this member has applied through
-    /// `applied` and every member holds before `needed_from` (and the
-    /// oldest applied ones past [`LAGGING_BYTES`]); they stay on disk and
-    /// are read back from there when asked for.
-    pub fn release(&self, applied: u64, needed_from: u64) {
-        let mut cache = self.cache.lock().expect("log cache lock");
-        cache.release(applied, needed_from);
-        let metrics = firebreak_metrics::metrics();
-        metrics.log_entries_in_memory.set(cache.entries.len() as i64);
-        metrics.log_bytes_in_memory.set(cache.bytes as i64);
-    }
-
-    /// How many entries memory holds, and their bytes.
-    pub fn in_memory(&self) -> (usize, usize) {
-        let cache = self.cache.lock().expect("log cache lock");
-        (cache.entries.len(), cache.bytes)
-    }
-}
-
 impl LogStore {
     /// Opens (or creates) the log of node `me` in `dir` and loads it.
     pub fn open(dir: &Path, me: NodeId) -> std::io::Result<LogStore> {
         let (wal, recovered) = Wal::open(dir)?;
-        let mut cache = Cache::new(dir);
-        cache.last_purged = recovered.purged;
-        cache.vote = recovered.vote;
-        for (index, entry) in recovered.entries {
-            let at = recovered.locations[&index];
-            cache.on_disk.insert(index, (entry.log_id, at));
-            // The record's body is a kind byte and the entry.
-            cache.insert(entry, at.len as usize - 1);
-        }
-        let cache = Arc::new(Mutex::new(cache));
+        let cache = Cache {
+            entries: recovered.entries,
+            last_purged: recovered.purged,
+            vote: recovered.vote,
+        };
         let committed = recovered.committed;
         let (writer, queue) = mpsc::channel();
         let durability = Durability::default();
         let flushed = durability.clone();
         let unsaved_committed = Arc::new(Mutex::new(None));
         let committed_slot = unsaved_committed.clone();
-        let written = cache.clone();
         std::thread::Builder::new()
             .name("raft-log-writer".into())
-            .spawn(move || write_loop(wal, queue, flushed, committed_slot, written))?;
+            .spawn(move || write_loop(wal, queue, flushed, committed_slot))?;
         Ok(LogStore {
-            cache,
+            cache: Arc::new(Mutex::new(cache)),
             writer,
             committed,
             unsaved_committed,
@@ -416,13 +262,6 @@ impl LogStore {
         self.durability.clone()
     }
 
-    /// A read handle, for the node to release what memory need not hold.
-    pub fn reader(&self) -> LogReader {
-        LogReader {
-            cache: self.cache.clone(),
-        }
-    }
-
     /// Whether an append now is this node's own, as leader of its term.
     fn appending_as_leader(&self) -> bool {
         let cache = self.cache.lock().expect("log cache lock");
@@ -438,37 +277,6 @@ impl LogStore {
     }
 }
 
-/// How often the node releases from memory what the log need not hold.
-const RELEASE_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
-
-/// Releases from memory, every [`RELEASE_EVERY`], the entries this member
-/// applied that no member still needs (on a leader, those every member it
-/// replicates to stored; on a follower, all it applied), until openraft
-/// stops.
-pub(crate) async fn release_what_is_not_needed(
-    metrics: openraft::alias::WatchReceiverOf<TypeConfig, crate::types::RaftMetrics>,
-    log: LogReader,
-) {
-    loop {
-        tokio::time::sleep(RELEASE_EVERY).await;
-        let (applied, needed_from) = {
-            let m = metrics.borrow_watched();
-            let applied = m.last_applied.map_or(0, |id| id.index);
-            // A member the leader has not heard from needs everything.
-            let needed_from = m.replication.as_ref().map_or(u64::MAX, |members| {
-                members
-                    .iter()
-                    .filter(|(&id, _)| id != m.id)
-                    .map(|(_, matched)| matched.map_or(0, |id| id.index + 1))
-                    .min()
-                    .unwrap_or(u64::MAX)
-            });
-            (applied, needed_from)
-        };
-        log.release(applied, needed_from);
-    }
-}
-
 /// A log write (and its fdatasync) at least this slow is logged, as etcd
 /// warns of slow WAL syncs.
 const SLOW_WRITE: std::time::Duration = std::time::Duration::from_millis(100);
@@ -480,7 +288,6 @@ fn write_loop(
     queue: mpsc::Receiver<WriteOp>,
     durability: Durability,
     unsaved_committed: Arc<Mutex<Option<LogId>>>,
-    cache: Arc<Mutex<Cache>>,
 ) {
     const MAX_OPS: usize = 4096;
     /// Idle this long, the writer saves a pending committed index alone.
@@ -531,19 +338,6 @@ fn write_loop(
         let started = std::time::Instant::now();
         let result = write_batch(&mut wal, &batch, committed);
         let took = started.elapsed();
-        if let Ok(locations) = &result {
-            // Each entry's record, in the order written: where memory may
-            // read it back from once it releases it.
-            let ids = batch.iter().flat_map(|op| match op {
-                WriteOp::Append(entries, _, _, _) => entries.as_slice(),
-                _ => &[],
-            });
-            let mut cache = cache.lock().expect("log cache lock");
-            for ((id, _), &(index, at)) in ids.zip(locations) {
-                debug_assert_eq!(id.index, index);
-                cache.stored(*id, at);
-            }
-        }
         if took >= SLOW_WRITE {
             tracing::warn!(
                 took_ms = took.as_millis() as u64,
@@ -586,13 +380,12 @@ fn write_loop(
     }
 }
 
-/// Writes `batch` and answers where each entry went, in order.
-fn write_batch(wal: &mut Wal, batch: &[WriteOp], committed: Option<LogId>) -> std::io::Result<Vec<(u64, Location)>> {
+fn write_batch(wal: &mut Wal, batch: &[WriteOp], committed: Option<LogId>) -> std::io::Result<()> {
     let mut records = Vec::with_capacity(batch.len());
     for op in batch {
         match op {
             WriteOp::Append(entries, _, _, _) => {
-                records.extend(entries.iter().map(|(id, bytes)| Record::Entry(id.index, bytes)));
+                records.extend(entries.iter().map(|(index, bytes)| Record::Entry(*index, bytes)));
             }
             WriteOp::Truncate(from) => records.push(Record::Truncate(*from)),
             WriteOp::Purge(upto) => records.push(Record::Purge(*upto)),
@@ -608,40 +401,8 @@ impl RaftLogReader<TypeConfig> for LogReader {
         &mut self,
         range: RB,
     ) -> std::io::Result<Vec<Entry>> {
-        let ((released, in_memory), dir) = {
-            let cache = self.cache.lock().expect("log cache lock");
-            (cache.range(range), cache.dir.clone())
-        };
-        if released.is_empty() {
-            return Ok(in_memory);
-        }
-        // Read outside the lock: the entries released are applied, so
-        // committed, so never truncated; a purge may remove their segment
-        // meanwhile, and then the entries it purged are left out (at the
-        // start of the range, as openraft allows).
-        let mut entries = Vec::with_capacity(released.len() + in_memory.len());
-        for (id, at) in released {
-            match crate::wal::read_entry(&dir, at) {
-                Ok(entry) if entry.log_id == id => entries.push(entry),
-                Ok(entry) => {
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::InvalidData,
-                        format!("the Raft log holds {} where {id} was written", entry.log_id),
-                    ))
-                }
-                Err(e) => {
-                    let purged = self.cache.lock().expect("log cache lock").last_purged;
-                    if purged.is_some_and(|p| p.index >= id.index) {
-                        entries.clear();
-                        continue;
-                    }
-                    return Err(e);
-                }
-            }
-        }
-        firebreak_metrics::metrics().log_disk_reads.inc_by(entries.len() as u64);
-        entries.extend(in_memory);
-        Ok(entries)
+        let cache = self.cache.lock().expect("log cache lock");
+        Ok(cache.entries.range(range).map(|(_, e)| e.clone()).collect())
     }
 
     async fn read_vote(&mut self) -> std::io::Result<Option<Vote>> {
@@ -723,16 +484,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                     self.own_proposals.appended(*tag);
                 }
                 let bytes = bincode::serialize(&entry).map_err(std::io::Error::other)?;
-                let len = bytes.len();
-                encoded.push((entry.log_id, bytes));
-                cache.insert(entry, len);
+                encoded.push((entry.log_id.index, bytes));
+                cache.entries.insert(entry.log_id.index, entry);
             }
         }
         let (Some(&(first, _)), Some(&(last, _))) = (encoded.first(), encoded.last()) else {
             callback.io_completed(Ok(()));
             return Ok(());
         };
-        let (first, last) = (first.index, last.index);
         self.next_seq += 1;
         let seq = self.next_seq;
         self.durability.appended(first, last, seq);
@@ -743,168 +502,25 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> std::io::Result<()> {
         let from = last_log_id.map_or(0, |id| id.index + 1);
-        self.cache.lock().expect("log cache lock").truncate(from);
+        self.cache.lock().expect("log cache lock").entries.split_off(&from);
         self.durability.truncated(from);
         self.send(WriteOp::Truncate(from))
     }
 
     async fn purge(&mut self, log_id: LogId) -> std::io::Result<()> {
-        self.cache.lock().expect("log cache lock").purge(log_id);
+        {
+            let mut cache = self.cache.lock().expect("log cache lock");
+            let keep = cache.entries.split_off(&(log_id.index + 1));
+            cache.entries = keep;
+            cache.last_purged = Some(log_id);
+        }
         self.send(WriteOp::Purge(log_id))
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
-    fn log_id(term: u64, index: u64) -> LogId {
-        crate::types::log_id(term, 1, index)
-    }
-
-    fn entry(term: u64, index: u64) -> Entry {
-        Entry {
-            log_id: log_id(term, index),
-            payload: EntryPayload::Normal(WriteCommand::Put(firebreak_mvcc::PutRequest {
-                key: bytes::Bytes::from(format!("key-{index}")),
-                value: bytes::Bytes::from(vec![index as u8; 200]),
-                ..Default::default()
-            })),
-        }
-    }
-
-    fn encoded(entries: &[Entry]) -> Vec<Vec<u8>> {
-        entries.iter().map(|e| bincode::serialize(e).unwrap()).collect()
-    }
-
-    fn at(index: u64) -> Location {
-        Location {
-            segment: 1,
-            offset: index * 1000,
-            len: 201,
-        }
-    }
-
-    /// A cache holding entries 1..=`last` of term 1, those through
-    /// `stored` on disk, 200 bytes each.
-    fn cache(last: u64, stored: u64) -> Cache {
-        let mut cache = Cache::new(Path::new("/nonexistent"));
-        for i in 1..=last {
-            cache.insert(entry(1, i), 200);
-        }
-        for i in 1..=stored {
-            cache.stored(log_id(1, i), at(i));
-        }
-        cache
-    }
-
-    fn first_in_memory(cache: &Cache) -> Option<u64> {
-        cache.entries.keys().next().copied()
-    }
-
-    #[test]
-    fn memory_releases_only_what_is_applied_stored_and_held_by_every_member() {
-        let mut c = cache(100, 90);
-        c.release(0, u64::MAX);
-        assert_eq!(first_in_memory(&c), Some(1), "nothing applied: nothing released");
-        c.release(50, 31);
-        assert_eq!(first_in_memory(&c), Some(31), "a member still needs 31 on");
-        assert_eq!(c.bytes, 70 * 200);
-        c.release(95, u64::MAX);
-        assert_eq!(first_in_memory(&c), Some(91), "91 on are not on disk yet");
-        // The log's own view is unchanged: it still ends at 100 and holds
-        // every entry, in memory or on disk.
-        assert_eq!(c.last_log_id(), Some(log_id(1, 100)));
-        let (released, in_memory) = c.range(1..=100);
-        assert_eq!(released.len(), 90);
-        assert_eq!(in_memory.len(), 10);
-        let (released, in_memory) = c.range(85..=92);
-        assert_eq!(
-            released.iter().map(|(id, _)| id.index).collect::<Vec<_>>(),
-            (85..=90).collect::<Vec<_>>()
-        );
-        assert_eq!(
-            in_memory.iter().map(|e| e.log_id.index).collect::<Vec<_>>(),
-            vec![91, 92]
-        );
-    }
-
-    #[test]
-    fn a_member_that_lags_keeps_no_more_than_the_budget_in_memory() {
-        let mut c = cache(100, 100);
-        c.lagging_bytes = 10 * 200;
-        c.release(100, 0);
-        assert_eq!(
-            first_in_memory(&c),
-            Some(91),
-            "the newest ten applied entries stay for the member that lags"
-        );
-        c.release(100, 95);
-        assert_eq!(first_in_memory(&c), Some(95));
-    }
-
-    #[test]
-    fn an_entry_replaced_in_memory_is_not_taken_for_the_one_on_disk() {
-        let mut c = cache(10, 10);
-        // A new leader's entry replaces 8 on; the writer then reports the
-        // old 9, queued before the truncation, as written.
-        c.truncate(8);
-        c.insert(entry(2, 8), 200);
-        c.insert(entry(2, 9), 200);
-        c.stored(log_id(1, 9), at(9));
-        assert_eq!(c.last_log_id(), Some(log_id(2, 9)));
-        c.release(9, u64::MAX);
-        assert_eq!(first_in_memory(&c), Some(8), "the new 8 and 9 are not on disk");
-        c.stored(log_id(2, 8), at(18));
-        c.release(9, u64::MAX);
-        assert_eq!(first_in_memory(&c), Some(9));
-        assert_eq!(c.on_disk[&8], (log_id(2, 8), at(18)));
-        assert_eq!(c.bytes, 200);
-    }
-
-    #[tokio::test]
-    async fn released_entries_are_read_back_from_disk_also_after_a_restart() {
-        let dir = tempfile::tempdir().unwrap();
-        let entries: Vec<Entry> = (1..=100).map(|i| entry(1, i)).collect();
-        {
-            let mut store = LogStore::open(dir.path(), 1).unwrap();
-            store.append(entries.clone(), IOFlushed::noop()).await.unwrap();
-            // Written after the appends: once it returns, they are on disk.
-            store.save_vote(&Vote::new_committed(1, 1)).await.unwrap();
-            let reader = store.reader();
-            reader.release(60, 41);
-            let kept: usize = encoded(&entries[40..]).iter().map(Vec::len).sum();
-            assert_eq!(reader.in_memory(), (60, kept));
-            let read = store.try_get_log_entries(1..=100).await.unwrap();
-            assert_eq!(encoded(&read), encoded(&entries));
-            let read = store.try_get_log_entries(30..45).await.unwrap();
-            assert_eq!(encoded(&read), encoded(&entries[29..44]));
-        }
-        let mut store = LogStore::open(dir.path(), 1).unwrap();
-        let reader = store.reader();
-        assert_eq!(reader.in_memory().0, 100, "replay loads the unpurged log");
-        reader.release(100, u64::MAX);
-        assert_eq!(reader.in_memory(), (0, 0));
-        let state = store.get_log_state().await.unwrap();
-        assert_eq!(
-            state.last_log_id,
-            Some(log_id(1, 100)),
-            "released entries are still the log's"
-        );
-        let read = store.try_get_log_entries(1..=100).await.unwrap();
-        assert_eq!(encoded(&read), encoded(&entries));
-        // Purged entries are gone from disk reads too.
-        store.purge(log_id(1, 50)).await.unwrap();
-        let read = store.try_get_log_entries(1..=100).await.unwrap();
-        assert_eq!(encoded(&read), encoded(&entries[50..]));
-        // An append after the release ends the log, in memory.
-        store.append([entry(1, 101)], IOFlushed::noop()).await.unwrap();
-        let read = store.try_get_log_entries(99..).await.unwrap();
-        assert_eq!(
-            read.iter().map(|e| e.log_id.index).collect::<Vec<_>>(),
-            vec![99, 100, 101]
-        );
-    }
+    use super::Durability;
 
     #[test]
     fn the_disk_is_behind_by_the_appends_still_waiting_for_their_fsync() {

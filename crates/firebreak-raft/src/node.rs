@@ -170,7 +170,6 @@ impl Node {
         let durability = log.durability();
         let progress = log.progress();
         let own_proposals = log.own_proposals();
-        let log_reader = log.reader();
         let sm = StateMachine::open(&config.data_dir.join("snapshot"))?;
         let replica = sm.replica();
         let revisions = sm.revisions();
@@ -287,12 +286,8 @@ impl Node {
         let probes = tokio::spawn(crate::report::probe_peers(Arc::downgrade(&node)));
         let elections = tokio::spawn(crate::election::run(Arc::downgrade(&node)));
         let placement = tokio::spawn(crate::placement::run(Arc::downgrade(&node), config.placement.clone()));
-        let log_memory = tokio::spawn(crate::log_store::release_what_is_not_needed(
-            node.raft.metrics(),
-            log_reader,
-        ));
         node.tasks.lock().expect("tasks lock").extend([
-            server, expiry, reads, proposer, renewals, leadership, probes, elections, placement, log_memory,
+            server, expiry, reads, proposer, renewals, leadership, probes, elections, placement,
         ]);
         Ok(node)
     }

@@ -176,23 +176,11 @@ pub(crate) enum Record<'a> {
     Link(u32),
 }
 
-/// Where an entry's record lies: in which segment, at which byte (of the
-/// record's header) and how long its body is. Read back by
-/// [`read_entry`], which checks it whole.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Location {
-    pub(crate) segment: u64,
-    pub(crate) offset: u64,
-    pub(crate) len: u32,
-}
-
 /// What replaying the segments found.
 #[derive(Default)]
 pub(crate) struct Recovered {
     /// Entries by index, after truncations and purges.
     pub(crate) entries: std::collections::BTreeMap<u64, Entry>,
-    /// Where each of `entries` lies on disk.
-    pub(crate) locations: std::collections::BTreeMap<u64, Location>,
     pub(crate) vote: Option<Vote>,
     pub(crate) committed: Option<LogId>,
     pub(crate) purged: Option<LogId>,
@@ -320,9 +308,8 @@ fn encode(record: &Record<'_>, out: &mut Vec<u8>) {
     out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
 }
 
-/// Applies one record's body, found at `at`, to `state`; returns the entry
-/// index it wrote.
-fn replay(body: &[u8], at: Location, state: &mut Recovered) -> Result<Option<u64>, String> {
+/// Applies one record's body to `state`; returns the entry index it wrote.
+fn replay(body: &[u8], state: &mut Recovered) -> Result<Option<u64>, String> {
     let (&kind, payload) = body.split_first().ok_or("an empty record")?;
     let decode_err = |e: bincode::Error| e.to_string();
     match kind {
@@ -330,18 +317,15 @@ fn replay(body: &[u8], at: Location, state: &mut Recovered) -> Result<Option<u64
             let entry: Entry = crate::codec::decode(payload).map_err(decode_err)?;
             let index = entry.log_id.index;
             state.entries.insert(index, entry);
-            state.locations.insert(index, at);
             return Ok(Some(index));
         }
         TRUNCATE => {
             let from = u64::from_le_bytes(payload.try_into().map_err(|_| "a truncation of the wrong size")?);
             state.entries.split_off(&from);
-            state.locations.split_off(&from);
         }
         PURGE => {
             let upto: LogId = crate::codec::decode(payload).map_err(decode_err)?;
             state.entries = state.entries.split_off(&(upto.index + 1));
-            state.locations = state.locations.split_off(&(upto.index + 1));
             state.purged = Some(upto);
         }
         VOTE => state.vote = Some(crate::codec::decode(payload).map_err(decode_err)?),
@@ -354,28 +338,6 @@ fn replay(body: &[u8], at: Location, state: &mut Recovered) -> Result<Option<u64
         other => return Err(format!("unknown record kind {other}")),
     }
     Ok(None)
-}
-
-/// Reads back the entry whose record lies at `at` in the segments of `dir`,
-/// checking its length, checksum and kind as replay does.
-pub(crate) fn read_entry(dir: &Path, at: Location) -> std::io::Result<Entry> {
-    let path = dir.join(segment_name(at.segment));
-    let mut bytes = vec![0; HEADER_BYTES + at.len as usize];
-    File::open(&path)?.read_exact_at(&mut bytes, at.offset)?;
-    let damaged = |why: String| {
-        invalid(format!(
-            "the Raft log is corrupt: {why} in the entry at byte {} of {}",
-            at.offset,
-            path.display()
-        ))
-    };
-    let (body, _) = read_record(&bytes, 0).map_err(damaged)?;
-    match body.split_first() {
-        Some((&ENTRY, payload)) if body.len() == at.len as usize => {
-            crate::codec::decode(payload).map_err(|e| damaged(e.to_string()))
-        }
-        _ => Err(damaged("a record that is not the entry expected".into())),
-    }
 }
 
 /// Checks the record at `at`, which must end within `bytes` (its write):
@@ -447,8 +409,8 @@ enum Bad {
 
 /// A whole, valid write.
 struct Write<'a> {
-    /// The bodies of its records, each with where its header starts.
-    records: Vec<(usize, &'a [u8])>,
+    /// The bodies of its records.
+    records: Vec<&'a [u8]>,
     /// Where it ends (the next write starts).
     end: usize,
     /// Its header's kind: [`BATCH`] or [`SEALED`].
@@ -535,7 +497,7 @@ fn read_write(bytes: &[u8], at: usize, chain: u32, after: u8) -> Result<Write<'_
     if end > bytes.len() {
         return Err(Bad::Torn("a write cut short by the end of the file".into()));
     }
-    let check = || -> Result<Vec<(usize, &[u8])>, String> {
+    let check = || -> Result<Vec<&[u8]>, String> {
         let records_end = match kind {
             SEALED => end
                 .checked_sub(TRAILER_BYTES)
@@ -547,7 +509,7 @@ fn read_write(bytes: &[u8], at: usize, chain: u32, after: u8) -> Result<Write<'_
         let mut next = header_end;
         while next < records_end {
             let (body, after) = read_record(&bytes[..records_end], next)?;
-            records.push((next, body));
+            records.push(body);
             next = after;
         }
         match prev {
@@ -609,13 +571,8 @@ fn replay_segment(path: &Path, number: u64, state: &mut Recovered) -> std::io::R
         }
         match read_write(&bytes, at, chain, kind) {
             Ok(write) => {
-                for (offset, body) in write.records {
-                    let location = Location {
-                        segment: number,
-                        offset: offset as u64,
-                        len: body.len() as u32,
-                    };
-                    match replay(body, location, state) {
+                for body in write.records {
+                    match replay(body, state) {
                         Ok(Some(index)) => last_index = Some(index),
                         Ok(None) => {}
                         Err(why) => return Err(corrupt(&why, at)),
@@ -648,15 +605,8 @@ fn replay_segment(path: &Path, number: u64, state: &mut Recovered) -> std::io::R
 /// trailer, and `prev`, the chain value of the write before), then
 /// `records`, then the trailer.
 fn encode_write(records: &[Record<'_>], prev: u32) -> Vec<u8> {
-    encode_write_at(records, prev).0
-}
-
-/// [`encode_write`], and where each record's header starts in it.
-fn encode_write_at(records: &[Record<'_>], prev: u32) -> (Vec<u8>, Vec<usize>) {
     let mut body = Vec::with_capacity(256);
-    let mut offsets = Vec::with_capacity(records.len());
     for record in records {
-        offsets.push(HEADER_BYTES + SEALED_BODY + body.len());
         encode(record, &mut body);
     }
     let len = u32::try_from(body.len() + TRAILER_BYTES).expect("a write is smaller than 4 GiB");
@@ -670,7 +620,7 @@ fn encode_write_at(records: &[Record<'_>], prev: u32) -> (Vec<u8>, Vec<usize>) {
     out[4..8].copy_from_slice(&crc.to_le_bytes());
     out.extend_from_slice(&body);
     out.extend_from_slice(&trailer(prev));
-    (out, offsets)
+    out
 }
 
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
@@ -838,28 +788,16 @@ impl Wal {
     /// write before, and makes them durable (`fdatasync`) before it
     /// returns: no write starts before the one before it is on disk, which
     /// is what tells a torn write from a corrupt one on replay. Segments
-    /// fully purged are deleted afterwards. Answers where each entry
-    /// written lies, by index.
-    pub(crate) fn write(&mut self, records: &[Record<'_>]) -> std::io::Result<Vec<(u64, Location)>> {
+    /// fully purged are deleted afterwards.
+    pub(crate) fn write(&mut self, records: &[Record<'_>]) -> std::io::Result<()> {
         if self.size >= self.open_segment_limit() {
             self.rotate()?;
         }
-        let (buf, offsets) = encode_write_at(records, self.chain);
+        let buf = encode_write(records, self.chain);
         let segment = self.segments.last_mut().expect("an open segment");
-        let mut locations = Vec::new();
-        for (record, offset) in records.iter().zip(offsets) {
+        for record in records {
             match record {
-                Record::Entry(index, bytes) => {
-                    segment.last_index = Some(*index);
-                    locations.push((
-                        *index,
-                        Location {
-                            segment: segment.number,
-                            offset: self.size + offset as u64,
-                            len: (bytes.len() + 1) as u32,
-                        },
-                    ));
-                }
+                Record::Entry(index, _) => segment.last_index = Some(*index),
                 Record::Vote(v) => self.vote = Some(*v),
                 Record::Committed(c) => self.committed = Some(*c),
                 Record::Purge(p) => self.purged = Some(*p),
@@ -893,7 +831,7 @@ impl Wal {
         if records.iter().any(|r| matches!(r, Record::Purge(_))) {
             self.remove_purged_segments()?;
         }
-        Ok(locations)
+        Ok(())
     }
 
     /// The size past which the open segment is closed.
@@ -1698,58 +1636,6 @@ mod tests {
             "the vote survives its segment"
         );
         assert_eq!(state.purged, Some(log_id(1, 15)));
-    }
-
-    #[test]
-    fn entries_read_back_from_where_they_were_written_and_from_where_replay_found_them() {
-        let dir = tempfile::tempdir().unwrap();
-        let value = [7u8; 300];
-        let mut written = std::collections::BTreeMap::new();
-        {
-            let (mut wal, _) = Wal::open_with(dir.path(), 2048).unwrap();
-            for i in 1..=40 {
-                let bytes = put(1, i, &value);
-                let at = wal
-                    .write(&[Record::Committed(log_id(1, i - 1)), Record::Entry(i, &bytes)])
-                    .unwrap();
-                assert_eq!(at.len(), 1, "one location per entry written");
-                assert_eq!(at[0].0, i);
-                written.insert(i, at[0].1);
-            }
-            // Entries 31 and later are rewritten at other places.
-            wal.write(&[Record::Truncate(31)]).unwrap();
-            for i in 31..=33 {
-                let bytes = put(2, i, &value);
-                let at = wal.write(&[Record::Entry(i, &bytes)]).unwrap();
-                written.insert(i, at[0].1);
-            }
-            written.split_off(&34);
-        }
-        assert!(segment_files(dir.path()) > 3, "the entries span several segments");
-        let (_, state) = Wal::open(dir.path()).unwrap();
-        assert_eq!(state.locations, written, "replay finds each entry where it was written");
-        for (&index, &at) in &written {
-            let entry = read_entry(dir.path(), at).unwrap();
-            assert_eq!(entry.log_id, log_id(if index > 30 { 2 } else { 1 }, index));
-            assert_eq!(
-                bincode::serialize(&entry).unwrap(),
-                bincode::serialize(&state.entries[&index]).unwrap()
-            );
-        }
-        // A damaged record is refused, not decoded.
-        let at = written[&5];
-        let path = dir.path().join(segment_name(at.segment));
-        let mut bytes = std::fs::read(&path).unwrap();
-        bytes[at.offset as usize + HEADER_BYTES + 20] ^= 1;
-        std::fs::write(&path, &bytes).unwrap();
-        let err = read_entry(dir.path(), at).unwrap_err();
-        assert!(err.to_string().contains("checksum"), "{err}");
-        // So is a location that is not an entry's record.
-        let wrong = Location {
-            len: at.len - 1,
-            ..written[&6]
-        };
-        assert!(read_entry(dir.path(), wrong).is_err());
     }
 
     #[test]

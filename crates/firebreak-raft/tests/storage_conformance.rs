@@ -26,10 +26,6 @@ enum Setup {
     /// `Production`, plus a saved vote that is committed and names this
     /// node as leader: the log then appends as the leader.
     Leading,
-    /// `Production`, with memory releasing every entry as soon as it is on
-    /// disk (every millisecond, whatever was applied): every read is then
-    /// a read back from the segments.
-    Releasing,
 }
 
 struct Builder(Setup);
@@ -44,20 +40,8 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, TempDir> for Builder {
         };
         let mut log = LogStore::open(&dir.path().join("raft"), SUITE_NODE).map_err(io)?;
         let sm = StateMachine::open(&dir.path().join("snapshot")).map_err(io)?;
-        match self.0 {
-            Setup::Production => {}
-            Setup::Leading => log.save_vote(&Vote::new_committed(1, SUITE_NODE)).await.map_err(io)?,
-            Setup::Releasing => {
-                let reader = log.reader();
-                let path = dir.path().to_owned();
-                // Until the test's directory is gone.
-                std::thread::spawn(move || {
-                    while path.exists() {
-                        reader.release(u64::MAX, u64::MAX);
-                        std::thread::sleep(std::time::Duration::from_millis(1));
-                    }
-                });
-            }
+        if let Setup::Leading = self.0 {
+            log.save_vote(&Vote::new_committed(1, SUITE_NODE)).await.map_err(io)?;
         }
         Ok((dir, log, sm))
     }
@@ -69,18 +53,6 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, TempDir> for Builder {
 fn the_storage_passes_openrafts_conformance_suite() {
     let runtime = tokio::runtime::Runtime::new().expect("a runtime");
     runtime.block_on(Suite::test_all(Builder(Setup::Production))).unwrap();
-}
-
-/// The whole suite again, with every entry read back from disk.
-#[test]
-fn the_storage_passes_the_suite_when_memory_releases_every_entry_on_disk() {
-    let reads = || firebreak_metrics::metrics().log_disk_reads.get();
-    let before = reads();
-    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
-    runtime.block_on(Suite::test_all(Builder(Setup::Releasing))).unwrap();
-    let read = reads() - before;
-    eprintln!("{read} entries read back from disk");
-    assert!(read > 0, "the suite read no entry back from disk");
 }
 
 fn run<F, Fut>(test: F)
