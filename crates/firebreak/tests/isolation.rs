@@ -174,7 +174,7 @@ async fn follower_isolated_and_healed(exe: &std::path::Path, env: &[(&str, &str)
     lab.isolate(dc).expect("cut a follower's datacenter off");
     let cut = Instant::now();
     let deadline = cut + Duration::from_secs(60);
-    let mut silent_since: Option<(Instant, Duration)> = None;
+    let mut silent_since: Option<Instant> = None;
     let cut_off_term = loop {
         assert!(
             Instant::now() < deadline,
@@ -187,7 +187,7 @@ async fn follower_isolated_and_healed(exe: &std::path::Path, env: &[(&str, &str)
         if knows_leader {
             continue;
         }
-        let (since, _) = *silent_since.get_or_insert((Instant::now(), timeout));
+        let since = *silent_since.get_or_insert_with(Instant::now);
         if since.elapsed() >= timeout * 3 && (!until_term_rises || term > before.1) {
             eprintln!(
                 "the cut lasted {} ms; the cut-off member's election timeout {} ms, its term {term}",
